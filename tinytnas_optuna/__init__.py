@@ -1,0 +1,53 @@
+"""tinytnas-optuna: TinyTNAS hardware-aware architecture search as Optuna parts.
+
+Public names are imported lazily so that ``import tinytnas_optuna`` does not import TensorFlow or
+Optuna until they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Architecture": "_space",
+    "architecture": "_space",
+    "build_model": "_space",
+    "HardwareBudget": "_budget",
+    "HardwareProfile": "_hardware",
+    "MeasurementError": "_hardware",
+    "profile_model": "_hardware",
+    "TinyTNASSampler": "_sampler",
+    "TinyTNASObjective": "_objective",
+    "HardwareAwarePruner": "_pruner",
+    "summarize": "_results",
+    "SearchSummary": "_results",
+    "retrain_best": "_results",
+    "RetrainReport": "_results",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from tinytnas_optuna._budget import HardwareBudget
+    from tinytnas_optuna._hardware import HardwareProfile, MeasurementError, profile_model
+    from tinytnas_optuna._objective import TinyTNASObjective
+    from tinytnas_optuna._pruner import HardwareAwarePruner
+    from tinytnas_optuna._results import RetrainReport, SearchSummary, retrain_best, summarize
+    from tinytnas_optuna._sampler import TinyTNASSampler
+    from tinytnas_optuna._space import Architecture, architecture, build_model
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tinytnas_optuna' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tinytnas_optuna.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

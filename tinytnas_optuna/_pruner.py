@@ -1,0 +1,54 @@
+"""HardwareAwarePruner: prune what cannot fit, defer the rest to a learning-curve pruner."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from optuna.pruners import BasePruner, NopPruner
+
+from tinytnas_optuna._budget import FIGURES, HardwareBudget
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+
+class HardwareAwarePruner(BasePruner):
+    """Prune a trial whose recorded figures exceed the budget; otherwise ask ``base``.
+
+    The figures are the trial's user attrs ``ram``, ``flash`` and ``macs`` (as
+    :class:`TinyTNASObjective` records them before training). A trial without them is judged by
+    ``base`` alone.
+
+    Args:
+        budget: The hardware budget.
+        base: A learning-curve pruner (e.g. ``MedianPruner()``); default never prunes.
+
+    Example:
+        >>> import optuna
+        >>> pruner = HardwareAwarePruner(HardwareBudget(ram="20KB", flash="64KB", macs="60K"),
+        ...                              base=optuna.pruners.MedianPruner())
+    """
+
+    def __init__(self, budget: HardwareBudget, *, base: BasePruner | None = None) -> None:
+        self.budget = budget
+        self.base = base or NopPruner()
+
+    def over_budget(self, trial: FrozenTrial) -> bool:
+        """Whether any recorded figure exceeds its budget.
+
+        Args:
+            trial: The trial.
+
+        Returns:
+            True if ``ram``, ``flash`` or ``macs`` is recorded and over budget.
+        """
+        return any(
+            name in trial.user_attrs and trial.user_attrs[name] > getattr(self.budget, name)
+            for name in FIGURES
+        )
+
+    def prune(self, study: Study, trial: FrozenTrial) -> bool:
+        if self.over_budget(trial):
+            return True
+        return self.base.prune(study, trial)

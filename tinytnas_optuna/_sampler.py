@@ -1,0 +1,309 @@
+"""TinyTNASSampler: the greedy expansion of TinyTNAS as an Optuna sampler.
+
+The sampler holds no search state. On every trial it reads the study's trials from the storage,
+turns them into known results, and replays the greedy search (:mod:`tinytnas_optuna._greedy`) to
+find the next candidate. That makes a killed search resumable and lets several workers (threads,
+processes, machines) share one study: whatever they have recorded is the state.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from tinytnas_optuna import _greedy
+from tinytnas_optuna._space import C_RANGE, K_RANGE
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.study import Study
+
+_CANDIDATE_ATTR = "tinytnas:candidate"
+_FINISHED_ATTR = "tinytnas:search_finished"
+_PARAMS = ("k", "c")
+
+
+def trial_candidate(trial: FrozenTrial) -> _greedy.Candidate | None:
+    """The ``(k, c)`` a trial evaluates: its params, else what a sampler assigned it.
+
+    Args:
+        trial: Any trial of the study.
+
+    Returns:
+        ``(k, c)`` or None when the trial has not been given one yet.
+    """
+    if "k" in trial.params and "c" in trial.params:
+        return int(trial.params["k"]), int(trial.params["c"])
+    fixed = trial.system_attrs.get("fixed_params") or {}
+    if "k" in fixed and "c" in fixed:
+        return int(fixed["k"]), int(fixed["c"])
+    assigned = trial.system_attrs.get(_CANDIDATE_ATTR)
+    return (int(assigned[0]), int(assigned[1])) if assigned else None
+
+
+def trial_outcome(
+    state: TrialState,
+    value: float | None,
+    user_attrs: dict[str, Any],
+    intermediate_values: dict[int, float],
+    constraints: Sequence[float] | None,
+) -> _greedy.Result | None:
+    """What a finished trial tells the greedy search about its candidate.
+
+    Args:
+        state: The trial's final state.
+        value: Its objective value (COMPLETE only).
+        user_attrs: Its user attributes (``feasible`` is written by TinyTNASObjective).
+        intermediate_values: Reported learning curve.
+        constraints: Constraint values (> 0 means violated), if any.
+
+    Returns:
+        An accuracy, ``"infeasible"``, or None when the candidate was not evaluated (failed,
+        interrupted before a full epoch, still running).
+    """
+    feasible = user_attrs.get("feasible")
+    if feasible is None and constraints:
+        feasible = all(v <= 0 for v in constraints)
+    if feasible is False:
+        return _greedy.INFEASIBLE
+    if state == TrialState.COMPLETE and value is not None and not math.isnan(value):
+        return float(value)
+    if state == TrialState.PRUNED:
+        # Stopped by a learning-curve pruner or the time bound: the best reported epoch counts.
+        curve = [v for v in intermediate_values.values() if not math.isnan(v)]
+        return max(curve) if curve else None
+    return None
+
+
+def _check_single_maximize(study: Study, *, strict: bool) -> None:
+    if study._is_multi_objective():
+        raise ValueError("TinyTNASSampler supports single-objective studies only")
+    if strict and study.direction != StudyDirection.MAXIMIZE:
+        raise ValueError("TinyTNASSampler needs a study with direction='maximize' (accuracy)")
+
+
+class TinyTNASSampler(BaseSampler):
+    """Propose ``(k, c)`` by TinyTNAS's greedy expansion (arXiv 2408.16535).
+
+    The objective must suggest ``k`` and ``c`` as integers (as :class:`TinyTNASObjective` does);
+    any other parameter is sampled by ``independent_sampler``. The study must maximize.
+
+    Behaviour:
+
+    - Same accuracies, same candidates in the same order, infeasible ones included.
+    - A candidate whose training completed is never handed out again.
+    - A failed trial's candidate is handed out again, at most ``max_retries`` more times; after
+      that it counts as accuracy -1.
+    - When the greedy search is finished, the study is stopped (inside ``optimize`` only, so
+      ask-and-tell keeps working).
+    - With several workers, a worker whose next candidate is being trained elsewhere takes a
+      candidate the search will need under one of that training's possible outcomes
+      (speculation). The answer is the one-worker search's: its replay reads only the results the
+      one-worker search would read; speculative candidates are extra evaluations.
+
+    Args:
+        seed: Seed of the independent sampler used for parameters other than ``k`` and ``c``.
+        k_range: Inclusive range of ``k``; must match the objective's. Outside: infeasible.
+        c_range: Inclusive range of ``c``.
+        start: The first candidate (the paper starts at ``(4, 3)``).
+        max_retries: How many more times a failed candidate is tried.
+        independent_sampler: Sampler for other parameters (default ``RandomSampler(seed)``).
+        claim_timeout: Seconds a new trial waits for earlier running trials to be assigned their
+            candidates, so that concurrent workers do not pick the same one.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        k_range: tuple[int, int] = K_RANGE,
+        c_range: tuple[int, int] = C_RANGE,
+        start: tuple[int, int] = _greedy.START,
+        max_retries: int = 2,
+        independent_sampler: BaseSampler | None = None,
+        claim_timeout: float = 10.0,
+    ) -> None:
+        if k_range[0] < 1 or k_range[0] > k_range[1] or c_range[0] < 0 or c_range[0] > c_range[1]:
+            raise ValueError(f"invalid ranges k={k_range}, c={c_range}")
+        self._k_range = (int(k_range[0]), int(k_range[1]))
+        self._c_range = (int(c_range[0]), int(c_range[1]))
+        self._start = (int(start[0]), int(start[1]))
+        self._max_retries = max_retries
+        self._independent = independent_sampler or RandomSampler(seed=seed)
+        self._claim_timeout = claim_timeout
+        # Threads of one process (n_jobs > 1) claim one at a time; processes use the ordering
+        # protocol in `_wait_for_earlier_claims`.
+        self._lock = threading.Lock()
+
+    # -- the search state, rebuilt from the storage ------------------------------------------
+
+    def known_results(
+        self, trials: Sequence[FrozenTrial], *, exclude: int | None = None
+    ) -> tuple[dict[_greedy.Candidate, _greedy.Result], set[_greedy.Candidate]]:
+        """Turn trials into the greedy search's known results and running candidates.
+
+        Args:
+            trials: The study's trials (any order).
+            exclude: A trial number to leave out (the trial being sampled).
+
+        Returns:
+            ``(results, running)``: the first result of each candidate in trial order, and the
+            candidates other trials are evaluating now.
+        """
+        results: dict[_greedy.Candidate, _greedy.Result] = {}
+        running: set[_greedy.Candidate] = set()
+        failures: Counter[_greedy.Candidate] = Counter()
+        for t in sorted(trials, key=lambda t: t.number):
+            cand = trial_candidate(t)
+            if cand is None or t.number == exclude:
+                continue
+            if t.state == TrialState.RUNNING:
+                running.add(cand)
+                continue
+            if t.state == TrialState.FAIL:
+                failures[cand] += 1
+                continue
+            if not t.state.is_finished() or cand in results:
+                continue
+            outcome = trial_outcome(
+                t.state, t.value if t.state == TrialState.COMPLETE else None, t.user_attrs,
+                t.intermediate_values, t.constraints,
+            )
+            if outcome is not None:
+                results[cand] = outcome
+        for cand, n in failures.items():
+            if cand not in results and n > self._max_retries:
+                results[cand] = -1.0
+        return results, running
+
+    def replay(self, study: Study) -> _greedy.Replay:
+        """Replay the greedy search over the study's recorded trials.
+
+        Args:
+            study: The study.
+
+        Returns:
+            The :class:`~tinytnas_optuna._greedy.Replay` (path, best, next candidate needed).
+        """
+        results, _ = self.known_results(study._storage.get_all_trials(study._study_id))
+        return _greedy.replay(results, k_range=self._k_range, c_range=self._c_range,
+                              start=self._start)
+
+    def _frontier(self, trials: Sequence[FrozenTrial], exclude: int | None) -> tuple[
+        list[_greedy.Candidate], set[_greedy.Candidate], dict[_greedy.Candidate, _greedy.Result]
+    ]:
+        results, running = self.known_results(trials, exclude=exclude)
+        order = _greedy.frontier(results, running, k_range=self._k_range,
+                                 c_range=self._c_range, start=self._start)
+        return order, running, results
+
+    # -- Optuna's sampler interface -------------------------------------------------------------
+
+    def reseed_rng(self) -> None:
+        self._independent.reseed_rng()
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        _check_single_maximize(study, strict=False)
+        return {}
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if trial_candidate(trial) is not None:  # enqueued, or retried with fixed params
+            return
+        if study._is_multi_objective() or study.direction != StudyDirection.MAXIMIZE:
+            return  # refused at the first suggest of k or c (sample_independent)
+        self._wait_for_earlier_claims(study, trial.number)
+        with self._lock:
+            self._assign(study, trial)
+
+    def _assign(self, study: Study, trial: FrozenTrial) -> None:
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        order, running, results = self._frontier(trials, trial.number)
+        if order:
+            free = [cand for cand in order if cand not in running]
+            # All candidates the search could need are in training elsewhere: take the first;
+            # the objective waits for that result instead of training it twice.
+            cand = free[0] if free else order[0]
+        else:
+            # Finished (another worker completed it): revisit the best; the objective reuses its
+            # result without training, and after_trial stops this worker.
+            best = _greedy.replay(results, k_range=self._k_range, c_range=self._c_range,
+                                  start=self._start).best
+            cand = best or self._start
+            study._storage.set_trial_system_attr(trial._trial_id, _FINISHED_ATTR, True)
+        study._storage.set_trial_system_attr(trial._trial_id, _CANDIDATE_ATTR, list(cand))
+
+    def _wait_for_earlier_claims(self, study: Study, number: int) -> None:
+        # Trials are assigned in trial-number order: a trial picks only once every earlier running
+        # trial has its candidate, so two processes never pick the same one. A trial that stays
+        # unassigned longer than `claim_timeout` (its worker died before assigning) is ignored.
+        deadline = time.monotonic() + self._claim_timeout
+        while time.monotonic() < deadline:
+            trials = study._storage.get_all_trials(
+                study._study_id, deepcopy=False, states=(TrialState.RUNNING,)
+            )
+            if all(t.number >= number or trial_candidate(t) is not None for t in trials):
+                return
+            time.sleep(0.02)
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        _check_single_maximize(study, strict=param_name in _PARAMS)
+        if param_name not in _PARAMS:
+            return self._independent.sample_independent(
+                study, trial, param_name, param_distribution
+            )
+        cand = trial_candidate(trial)
+        if cand is None:  # the trial did not go through before_trial (a storage-level trial)
+            self.before_trial(study, trial)
+            cand = trial_candidate(study._storage.get_trial(trial._trial_id))
+        assert cand is not None
+        value = cand[_PARAMS.index(param_name)]
+        if not param_distribution._contains(param_distribution.to_internal_repr(value)):
+            raise ValueError(
+                f"TinyTNASSampler proposes {param_name}={value}, outside the objective's "
+                f"{param_distribution}; give the sampler the same k_range/c_range"
+            )
+        return value
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._independent.after_trial(study, trial, state, values)
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        # This trial's final state is not stored yet: count it as it is about to be.
+        finished_trial = copy.copy(study._storage.get_trial(trial._trial_id))
+        finished_trial.state = state
+        finished_trial.values = list(values) if values and state == TrialState.COMPLETE else None
+        others = [t for t in trials if t.number != trial.number] + [finished_trial]
+        order, _, _ = self._frontier(others, None)
+        if not order:
+            try:
+                study.stop()
+            except RuntimeError:
+                pass  # ask-and-tell: there is no optimize loop to stop
