@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +165,8 @@ def fit(
     deadline: float | None = None,
     on_epoch: Any = None,
     seed: int = 0,
+    callbacks: Sequence[Any] = (),
+    restore_best: bool = False,
 ) -> tuple[list[float], bool]:
     """Train a model, scoring validation after each epoch; stop at ``deadline``.
 
@@ -178,6 +181,8 @@ def fit(
             not scored.
         on_epoch: ``callable(epoch, value) -> bool``; returning True stops training (a pruner).
         seed: Seed for weights and shuffling.
+        callbacks: More Keras callbacks; they see the validation metric as ``val_metric``.
+        restore_best: Leave the model with the weights of its best validation epoch.
 
     Returns:
         ``(curve, cut)``: validation metric of each completed epoch, and whether the deadline cut
@@ -193,7 +198,7 @@ def fit(
         steps_per_execution=8,
     )
     curve: list[float] = []
-    state = {"cut": False}
+    state: dict[str, Any] = {"cut": False, "best": None}
 
     class _Track(keras.callbacks.Callback):
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
@@ -206,6 +211,10 @@ def fit(
                 return
             probs = self.model.predict(data.x_val, batch_size=1024, verbose=0)
             value = score(data.y_val, probs.argmax(axis=1), metric, data.num_classes)
+            if logs is not None:
+                logs["val_metric"] = value  # for EarlyStopping / ReduceLROnPlateau
+            if restore_best and (not curve or value > max(curve)):
+                state["best"] = self.model.get_weights()
             curve.append(value)
             if on_epoch is not None and on_epoch(epoch, value):
                 self.model.stop_training = True
@@ -214,7 +223,9 @@ def fit(
                 self.model.stop_training = True
 
     model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
-              verbose=0, callbacks=[_Track()])
+              verbose=0, callbacks=[_Track(), *callbacks])
+    if restore_best and state["best"] is not None:
+        model.set_weights(state["best"])
     return curve, state["cut"]
 
 
