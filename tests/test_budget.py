@@ -1,0 +1,59 @@
+"""Budget parsing and fit checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinytnas_optuna import HardwareBudget
+from tinytnas_optuna._budget import parse_bytes, parse_count, parse_seconds
+from tinytnas_optuna._hardware import HardwareProfile
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("20KB", 20480), ("20KiB", 20480), ("20kb", 20480), ("64 KB", 65536), ("1MB", 1048576),
+     ("1MiB", 1048576), ("1.5KB", 1536), ("512", 512), ("512B", 512), (4096, 4096)],
+)
+def test_bytes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("60K", 60_000), ("60k", 60_000), ("1.5M", 1_500_000), ("38509", 38_509), (60000, 60_000)],
+)
+def test_counts(text, expected):
+    assert parse_count(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("90s", 90), ("10m", 600), ("1.5h", 5400),
+                                                 (30, 30), ("45", 45)])
+def test_seconds(text, expected):
+    assert parse_seconds(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["20XB", "KB", "", "-5KB", "0", 0, -1, "abc", "1e999", True,
+                                 "nan"])
+def test_bad_values_raise_one_line_error(bad):
+    with pytest.raises(ValueError) as info:
+        HardwareBudget(ram=bad, flash="64KB", macs="60K")
+    assert "RAM budget" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_mac_unit_is_refused():
+    with pytest.raises(ValueError, match="MAC budget"):
+        HardwareBudget(ram="20KB", flash="64KB", macs="60KB")  # bytes are not a count
+
+
+def test_budget_fields_fits_and_excess():
+    budget = HardwareBudget(ram="20KB", flash="64KB", macs="60K")
+    assert (budget.ram, budget.flash, budget.macs) == (20480, 65536, 60000)
+    fits = HardwareProfile(ram=20480, flash=1000, macs=60000, method="measured", source="test",
+                           ram_host=None, operators=())
+    over = HardwareProfile(ram=30720, flash=1000, macs=90000, method="measured", source="test",
+                           ram_host=None, operators=())
+    assert budget.fits(fits) and not budget.fits(over)
+    excess = budget.excess(over)
+    assert excess["ram"] == pytest.approx(0.5) and excess["macs"] == pytest.approx(0.5)
+    assert excess["flash"] < 0
+    assert budget.excess(fits)["ram"] == 0.0
