@@ -26,6 +26,7 @@ _EXPORTS = {
     "SearchSummary": "_results",
     "retrain_best": "_results",
     "RetrainReport": "_results",
+    "recover_stale_trials": "_recovery",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from tinytnas_optuna._hardware import HardwareProfile, MeasurementError, profile_model
     from tinytnas_optuna._objective import TinyTNASObjective
     from tinytnas_optuna._pruner import HardwareAwarePruner
+    from tinytnas_optuna._recovery import recover_stale_trials
     from tinytnas_optuna._results import RetrainReport, SearchSummary, retrain_best, summarize
     from tinytnas_optuna._sampler import TinyTNASSampler
     from tinytnas_optuna._space import Architecture, architecture, build_model

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tinytnas_optuna._budget import FIGURES, HardwareBudget
+from tinytnas_optuna._recovery import heartbeat_enabled, recover_stale_trials
 from tinytnas_optuna._space import C_RANGE, K_RANGE, Architecture, architecture
 from tinytnas_optuna.datasets import encode_labels, split_train_val, validate_arrays
 
@@ -254,6 +255,9 @@ class TinyTNASObjective:
         batch_size: Override the batch size of :func:`training_recipe`.
         learning_rate: Override its learning rate.
         int8_io: Measure the model with int8 input/output instead of float32.
+        on_trained: ``callable(trial, model, data)`` called after each training that completed
+            at least one epoch, with the trained Keras model and the :class:`PreparedData`
+            (e.g. to store the model as an artifact); the model is discarded afterwards.
     """
 
     def __init__(
@@ -273,6 +277,7 @@ class TinyTNASObjective:
         batch_size: int | None = None,
         learning_rate: float | None = None,
         int8_io: bool = False,
+        on_trained: Callable[[optuna.Trial, Any, PreparedData], None] | None = None,
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -295,6 +300,7 @@ class TinyTNASObjective:
         self.batch_size = batch_size or recipe[0]
         self.learning_rate = learning_rate or recipe[1]
         self.int8_io = int8_io
+        self.on_trained = on_trained
         self._deadline: float | None = None
 
     @property
@@ -402,8 +408,9 @@ class TinyTNASObjective:
             if self._deadline is not None and time.monotonic() >= self._deadline:
                 self._stop_if_out_of_time(trial)
             time.sleep(_POLL_SECONDS)
-            if optuna.storages.is_heartbeat_enabled(storage):
-                optuna.storages.fail_stale_trials(trial.study)
+            # On heartbeat storages a dead worker's trial turns FAIL here, and we train it.
+            if heartbeat_enabled(storage):
+                recover_stale_trials(trial.study)
 
     def _train(self, trial: optuna.Trial, arch: Architecture, k: int, c: int) -> float:
         from tinytnas_optuna._space import build_model
@@ -413,7 +420,8 @@ class TinyTNASObjective:
         def on_epoch(epoch: int, value: float) -> bool:
             trial.report(value, epoch)
             trial.set_user_attr("epochs_trained", epoch + 1)
-            if trial.should_prune():
+            # After the last epoch the training is complete: nothing left to prune.
+            if epoch + 1 < self.epochs and trial.should_prune():
                 pruned["flag"] = True
             return pruned["flag"]
 
@@ -422,14 +430,17 @@ class TinyTNASObjective:
                                        "batch_size": self.batch_size,
                                        "learning_rate": self.learning_rate})
         start = time.monotonic()
+        model = build_model(k, c, self.data.input_shape, self.data.num_classes)
         curve, cut = fit(
-            build_model(k, c, self.data.input_shape, self.data.num_classes), self.data,
+            model, self.data,
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             metric=self.metric, deadline=self._deadline, on_epoch=on_epoch,
             seed=_candidate_seed(self.seed, arch),
         )
         trial.set_user_attr("train_seconds", round(time.monotonic() - start, 3))
         trial.set_user_attr("epochs_trained", len(curve))
+        if curve and self.on_trained is not None:
+            self.on_trained(trial, model, self.data)
         if cut:
             trial.set_user_attr("interrupted", True)
             _stop_study(trial.study)

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -56,7 +56,7 @@ def trial_outcome(
     value: float | None,
     user_attrs: dict[str, Any],
     intermediate_values: dict[int, float],
-    constraints: Sequence[float] | None,
+    constraints: Mapping[str, float] | None,
 ) -> _greedy.Result | None:
     """What a finished trial tells the greedy search about its candidate.
 
@@ -65,7 +65,7 @@ def trial_outcome(
         value: Its objective value (COMPLETE only).
         user_attrs: Its user attributes (``feasible`` is written by TinyTNASObjective).
         intermediate_values: Reported learning curve.
-        constraints: Constraint values (> 0 means violated), if any.
+        constraints: Constraint values by name (> 0 means violated), if any.
 
     Returns:
         An accuracy, ``"infeasible"``, or None when the candidate was not evaluated (failed,
@@ -73,7 +73,7 @@ def trial_outcome(
     """
     feasible = user_attrs.get("feasible")
     if feasible is None and constraints:
-        feasible = all(v <= 0 for v in constraints)
+        feasible = all(v <= 0 for v in constraints.values())
     if feasible is False:
         return _greedy.INFEASIBLE
     if state == TrialState.COMPLETE and value is not None and not math.isnan(value):

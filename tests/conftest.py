@@ -1,0 +1,65 @@
+"""Shared fixtures: external services (PostgreSQL, Chromium) skip locally and fail on CI."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+POSTGRES_ENV = "TINYTNAS_TEST_POSTGRES_URL"
+
+
+def require_service(name: str, reason: str) -> None:
+    """Skip the test when a service is missing, or fail it on CI (``CI=true``): CI must run it.
+
+    Args:
+        name: The service, e.g. ``"PostgreSQL"`` or ``"Chromium"``.
+        reason: How to provide it, e.g. ``"set TINYTNAS_TEST_POSTGRES_URL (.ci/run starts one)"``.
+    """
+    message = f"{name} not available: {reason}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A SQLAlchemy URL of a new, empty PostgreSQL database, dropped after the test.
+
+    The server comes from ``$TINYTNAS_TEST_POSTGRES_URL`` (its role needs CREATEDB, as
+    ``.ci/run``'s has). Without CREATEDB the test gets the given database itself; tests then stay
+    apart through unique study names (``unique_study_name``).
+    """
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        require_service("PostgreSQL", f"set {POSTGRES_ENV} (.ci/run starts one)")
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    name = f"tinytnas_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.ProgrammingError:  # no CREATEDB privilege: share the given database
+        admin.dispose()
+        yield base
+        return
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        require_service("PostgreSQL", f"cannot connect to {POSTGRES_ENV}: {exc.orig}")
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            # FORCE: worker processes a test killed may still hold connections.
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def unique_study_name(request: pytest.FixtureRequest) -> str:
+    """A study name no other test (or earlier run) uses."""
+    return f"{request.node.name[:60]}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,179 @@
+"""The search on real data: TinyTNASObjective + TinyTNASSampler, real TensorFlow and TFLM."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import optuna
+import pytest
+
+import tinytnas_optuna as tt
+from tinytnas_optuna import _objective
+from tinytnas_optuna._greedy import INFEASIBLE
+from tinytnas_optuna.datasets import load_dataset
+
+from test_greedy import reference_search
+
+PAPER_BUDGET = tt.HardwareBudget(ram="20KB", flash="64KB", macs="60K")
+
+
+@pytest.fixture(scope="module")
+def motions():
+    return load_dataset("basicmotions")
+
+
+@pytest.fixture(scope="module")
+def searched(motions, tmp_path_factory):
+    """One full greedy search on BasicMotions (1 epoch per candidate), with fit calls recorded."""
+    fitted: list = []
+    real_fit = _objective.fit
+
+    def recording_fit(model, data, **kwargs):
+        fitted.append(model.name)
+        return real_fit(model, data, **kwargs)
+
+    _objective.fit = recording_fit
+    try:
+        objective = tt.TinyTNASObjective(
+            (motions.x_train, motions.y_train), val=(motions.x_test, motions.y_test),
+            budget=PAPER_BUDGET, epochs=1, seed=0,
+        )
+        storage = f"sqlite:///{tmp_path_factory.mktemp('search') / 'search.db'}"
+        study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler(seed=0),
+                                    storage=storage, study_name="motions")
+        study.optimize(objective, n_trials=200)
+    finally:
+        _objective.fit = real_fit
+    return study, objective, fitted
+
+
+def test_no_infeasible_candidate_is_trained(searched):
+    study, objective, fitted = searched
+    infeasible = [t for t in study.trials if t.user_attrs.get("feasible") is False]
+    assert infeasible, "the paper budget should reject some candidates on BasicMotions"
+    for t in infeasible:
+        assert t.state == optuna.trial.TrialState.PRUNED
+        assert t.user_attrs["epochs_trained"] == 0
+        assert f"tinytnas_k{t.params['k']}_c{t.params['c']}" not in fitted
+        assert max(t.constraints.values()) > 0
+    trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+               and "reused_from" not in t.user_attrs]
+    assert len(fitted) == len(trained)  # fit was called for trained candidates only
+    for t in trained:
+        assert PAPER_BUDGET.fits(tt.HardwareProfile(
+            ram=t.user_attrs["ram"], flash=t.user_attrs["flash"], macs=t.user_attrs["macs"],
+            method="recorded", source="trial"))
+        assert all(v <= 0 for v in t.constraints.values())
+        assert set(t.system_attrs) >= {"constraints:ram", "constraints:flash", "constraints:macs",
+                                       "constraints"}
+
+
+def test_recorded_run_follows_the_specification(searched):
+    study, _, _ = searched
+    recorded = {(t.params["k"], t.params["c"]): t for t in study.trials}
+
+    def acc_of(k, c):
+        return recorded[(k, c)].value
+
+    def feasible_of(k, c):
+        return recorded[(k, c)].user_attrs["feasible"]
+
+    _, best, _, evaluations = reference_search(acc_of, feasible_of)
+    assert [(t.params["k"], t.params["c"]) for t in study.trials] == evaluations
+    summary = tt.summarize(study)
+    assert summary.finished and (summary.best.k, summary.best.c) == best
+    assert str(summary).startswith("Best: k=")
+    assert summary.to_dict()["trained_count"] == summary.trained_count
+
+
+def test_figures_are_measured_or_labelled_estimates(searched):
+    study, _, _ = searched
+    for t in study.trials:
+        method = t.user_attrs["figures_method"]
+        assert method in ("measured", "analytic")
+        if method == "analytic":  # only used to reject on exact MACs
+            assert t.user_attrs["macs"] > PAPER_BUDGET.macs and not t.user_attrs["feasible"]
+
+
+def test_labels_any_values_and_one_hot_give_same_search_inputs(motions):
+    x, y = motions.x_train, motions.y_train
+    as_ints = tt.TinyTNASObjective((x, y * 10 - 7), budget=PAPER_BUDGET, seed=1)
+    one_hot = tt.TinyTNASObjective((x, np.eye(4)[y]), budget=PAPER_BUDGET, seed=1)
+    assert as_ints.data.classes == (-7, 3, 13, 23)
+    assert one_hot.data.classes == (0, 1, 2, 3)
+    np.testing.assert_array_equal(as_ints.data.y_val, one_hot.data.y_val)
+    assert len(as_ints.data.y_val) == pytest.approx(0.15 * len(y), abs=2)
+    assert set(as_ints.data.y_val) == {0, 1, 2, 3}  # stratified
+
+
+def test_group_split_keeps_subjects_apart():
+    har = load_dataset("har")
+    objective = tt.TinyTNASObjective((har.x_train, har.y_train), groups=har.groups_train,
+                                     budget=PAPER_BUDGET, seed=0)
+    n = len(objective.data.y_train) + len(objective.data.y_val)
+    assert n == len(har.y_train)
+    # Standardisation: train features have zero mean, unit variance per channel.
+    np.testing.assert_allclose(objective.data.x_train.mean(axis=(0, 1)), 0, atol=5e-3)
+    np.testing.assert_allclose(objective.data.x_train.std(axis=(0, 1)), 1, atol=1e-3)
+
+
+def test_time_bound_holds_and_cut_training_keeps_completed_epochs(motions):
+    # Long trainings (300 epochs) so that the bound cuts one in flight.
+    objective = tt.TinyTNASObjective(
+        (motions.x_train, motions.y_train), val=(motions.x_test, motions.y_test),
+        budget=PAPER_BUDGET, epochs=300, seed=0, timeout=20,
+    )
+    study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler())
+    start = time.monotonic()
+    study.optimize(objective, timeout=20)
+    elapsed = time.monotonic() - start
+    assert elapsed < 25, f"a 20 s search took {elapsed:.1f} s"
+    cut = [t for t in study.trials if t.user_attrs.get("interrupted")]
+    assert cut, "the bound should have cut a training"
+    for t in cut:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert 0 < t.user_attrs["epochs_trained"] < 300
+            assert t.value == max(t.intermediate_values.values())
+
+
+def test_hardware_aware_pruner_and_other_samplers(motions):
+    objective = tt.TinyTNASObjective(
+        (motions.x_train, motions.y_train), val=(motions.x_test, motions.y_test),
+        budget=PAPER_BUDGET, epochs=2, seed=0,
+    )
+    pruner = tt.HardwareAwarePruner(PAPER_BUDGET, base=optuna.pruners.MedianPruner())
+    for sampler in (optuna.samplers.RandomSampler(seed=0), optuna.samplers.TPESampler(seed=0),
+                    optuna.samplers.NSGAIISampler(seed=0)):
+        study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+        study.optimize(objective, n_trials=4)
+        assert len(study.trials) == 4
+        for t in study.trials:
+            assert {"ram", "flash", "macs", "feasible"} <= set(t.user_attrs)
+            # The three named ones, and the legacy list optuna-dashboard reads.
+            assert set(t.constraints) == {"ram", "flash", "macs", "0", "1", "2"}
+            over = pruner.over_budget(t)
+            assert over == (not t.user_attrs["feasible"])
+
+
+def test_same_network_is_trained_once(motions):
+    # (k, 3) and (k, 4) can be the same network for short inputs; revisits reuse results.
+    x = motions.x_train[:, :8, :]  # length 8: at most 3 cells
+    objective = tt.TinyTNASObjective((x, motions.y_train), budget=PAPER_BUDGET, epochs=1, seed=0)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"k": 4, "c": 3})
+    study.enqueue_trial({"k": 4, "c": 4})
+    study.optimize(objective, n_trials=2)
+    first, second = study.trials
+    assert second.user_attrs["reused_from"] == first.number
+    assert second.value == first.value and second.user_attrs["epochs_trained"] == 0
+    assert INFEASIBLE == "infeasible"
+
+
+def test_bad_input_is_refused(motions):
+    with pytest.raises(ValueError, match="metric"):
+        tt.TinyTNASObjective((motions.x_train, motions.y_train), budget=PAPER_BUDGET,
+                             metric="f1")
+    with pytest.raises(ValueError, match="timeout"):
+        tt.TinyTNASObjective((motions.x_train, motions.y_train), budget=PAPER_BUDGET,
+                             timeout=0)

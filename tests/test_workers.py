@@ -1,0 +1,303 @@
+"""Several worker processes on one study: real processes, real storages, no mocks.
+
+Workers run tests/_workers_helper.py (the real TinyTNASObjective and TinyTNASSampler; profiling
+and training replaced by a synthetic landscape from tests/test_greedy.py, training = a sleep).
+The yardstick is the one-worker reference search of tests/test_greedy.py on the same landscape.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Self
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tinytnas_optuna._recovery import recover_stale_trials
+from tinytnas_optuna._sampler import TinyTNASSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _workers_helper import LENGTH, make_storage
+from test_greedy import landscape, reference_search
+
+HELPER = Path(__file__).resolve().parent / "_workers_helper.py"
+FINISHED = {TrialState.COMPLETE, TrialState.PRUNED}
+# Backstop only: every subprocess wait below has its own, shorter timeout.
+pytestmark = pytest.mark.timeout(120)
+
+
+class Workers:
+    """Worker subprocesses with logs in a directory; all are killed on exit."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        proc = subprocess.Popen(
+            [sys.executable, str(HELPER), *args, "--worker", name],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text()
+
+    def wait_all(self, timeout: float) -> None:
+        """Wait for every worker; fail with their logs if one fails or overruns."""
+        deadline = time.monotonic() + timeout
+        for name, proc in self.procs.items():
+            if proc.returncode is not None and proc.returncode < 0:
+                continue  # killed on purpose
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill_all()
+                pytest.fail(f"worker {name} still running after {timeout} s:\n{self.logs()}")
+            if proc.returncode != 0:
+                pytest.fail(f"worker {name} exited {proc.returncode}:\n{self.logs()}")
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} ---\n{self.log(name)[-3000:]}" for name in self.procs)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill_all()
+
+
+def wait_for(condition, timeout: float, what: str, workers: Workers) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    workers.kill_all()
+    pytest.fail(f"timed out after {timeout} s waiting for {what}:\n{workers.logs()}")
+
+
+def candidate(t) -> tuple[int, int]:
+    return t.params["k"], t.params["c"]
+
+
+def trainings(trials, state=TrialState.COMPLETE) -> Counter:
+    """How many times each candidate's synthetic training ran to ``state``."""
+    return Counter(candidate(t) for t in trials if "trained_by" in t.user_attrs and t.state == state)
+
+
+def create_study(storage_spec: str, name: str) -> optuna.Study:
+    return optuna.create_study(storage=make_storage(storage_spec), study_name=name,
+                               direction="maximize")
+
+
+def assert_search_matches_reference(storage_spec: str, name: str, seed: int) -> list:
+    """The checks every multi-worker search must pass; returns the trials."""
+    acc_of, feasible_of = landscape(seed, length=LENGTH)
+    _, best, path, evaluations = reference_search(acc_of, feasible_of)
+    study = optuna.load_study(study_name=name, storage=make_storage(storage_spec))
+    trials = study.get_trials(deepcopy=False)
+    unfinished = [(t.number, t.state.name) for t in trials if t.state not in FINISHED | {
+        TrialState.FAIL}]
+    assert not unfinished, f"trials left unfinished: {unfinished}"
+    completed = trainings(trials)
+    twice = {cand: n for cand, n in completed.items() if n > 1}
+    assert not twice, f"candidates trained to completion more than once: {twice}"
+    evaluated = {candidate(t) for t in trials if t.state in FINISHED}
+    assert set(evaluations) <= evaluated  # speculation may add candidates, never skip one
+    replay = TinyTNASSampler().replay(study)
+    assert replay.finished
+    assert replay.best == best
+    assert replay.accepted == path
+    return trials
+
+
+def greedy_args(storage: str, name: str, seed: int, *extra: str) -> list[str]:
+    return ["greedy", "--storage", storage, "--study", name, "--seed", str(seed), *extra]
+
+
+# -- several workers share one search ------------------------------------------------------------
+
+
+def test_three_workers_on_postgresql(postgres_url, unique_study_name, tmp_path):
+    seed = 0
+    create_study(postgres_url, unique_study_name)
+    with Workers(tmp_path) as workers:
+        for i in range(3):
+            workers.start(f"w{i}", *greedy_args(postgres_url, unique_study_name, seed))
+        workers.wait_all(timeout=50)
+    trials = assert_search_matches_reference(postgres_url, unique_study_name, seed)
+    assert all(t.state in FINISHED for t in trials), "no training failed here"
+    # The work was shared: more than one worker trained something.
+    assert len({t.user_attrs["trained_by"] for t in trials if "trained_by" in t.user_attrs}) > 1
+
+
+def test_two_workers_on_journal_file(unique_study_name, tmp_path):
+    seed = 3
+    spec = f"journal:{tmp_path / 'journal.log'}"
+    create_study(spec, unique_study_name)
+    with Workers(tmp_path) as workers:
+        for i in range(2):
+            workers.start(f"w{i}", *greedy_args(spec, unique_study_name, seed))
+        workers.wait_all(timeout=50)
+    trials = assert_search_matches_reference(spec, unique_study_name, seed)
+    assert all(t.state in FINISHED for t in trials)
+
+
+def _first_feasible_after(seed: int, index: int) -> tuple[int, int]:
+    acc_of, feasible_of = landscape(seed, length=LENGTH)
+    _, _, _, evaluations = reference_search(acc_of, feasible_of)
+    return next(cand for cand in evaluations[index:] if feasible_of(*cand))
+
+
+def _training_by(storage_spec: str, name: str, cand, worker: str):
+    study = optuna.load_study(study_name=name, storage=make_storage(storage_spec))
+
+    def check():
+        return any(
+            candidate(t) == cand and t.state == TrialState.RUNNING
+            and t.user_attrs.get("trained_by") == worker
+            for t in study.get_trials(deepcopy=False) if "k" in t.params and "c" in t.params
+        )
+    return check
+
+
+def test_dead_worker_is_taken_over_on_postgresql(postgres_url, unique_study_name, tmp_path):
+    """SIGKILL mid-training with heartbeat: its trial becomes FAIL and another worker redoes it."""
+    seed = 5
+    victim = _first_feasible_after(seed, 4)
+    create_study(postgres_url, unique_study_name)
+    with Workers(tmp_path) as workers:
+        workers.start("victim", *greedy_args(postgres_url, unique_study_name, seed, "--heartbeat",
+                                             "--slow", f"{victim[0]},{victim[1]}:600"))
+        wait_for(_training_by(postgres_url, unique_study_name, victim, "victim"), 30,
+                 f"the victim to train {victim}", workers)
+        workers.start("survivor", *greedy_args(postgres_url, unique_study_name, seed,
+                                               "--heartbeat"))
+        time.sleep(2)  # the survivor speculates past the victim's candidate, or waits for it
+        workers.kill("victim")
+        workers.wait_all(timeout=45)
+    trials = assert_search_matches_reference(postgres_url, unique_study_name, seed)
+    killed = [t for t in trials if t.user_attrs.get("trained_by") == "victim"
+              and candidate(t) == victim]
+    assert [t.state for t in killed] == [TrialState.FAIL]
+    redone = [t for t in trials if candidate(t) == victim and t.state == TrialState.COMPLETE
+              and "trained_by" in t.user_attrs]
+    assert [t.user_attrs["trained_by"] for t in redone] == ["survivor"]
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [killed[0].number]
+
+
+def test_restart_after_kill_on_sqlite(tmp_path, unique_study_name):
+    """kill -9 a lone worker mid-training; a new process recovers, resumes and redoes nothing."""
+    seed = 9
+    victim = _first_feasible_after(seed, 6)
+    spec = f"sqlite:///{tmp_path / 'search.db'}"
+    create_study(spec, unique_study_name)
+    with Workers(tmp_path) as workers:
+        workers.start("first", *greedy_args(spec, unique_study_name, seed, "--sleep", "0.05",
+                                             "--slow", f"{victim[0]},{victim[1]}:600"))
+        wait_for(_training_by(spec, unique_study_name, victim, "first"), 30,
+                 f"the first run to train {victim}", workers)
+        workers.kill("first")
+        before = optuna.load_study(study_name=unique_study_name, storage=spec).trials
+        assert [t.number for t in before if t.state == TrialState.RUNNING] == [before[-1].number]
+        done_before = set(trainings(before))
+        assert done_before, "the first run completed some trainings before the kill"
+        workers.start("restart", *greedy_args(spec, unique_study_name, seed, "--sleep", "0.05",
+                                               "--recover"))
+        workers.wait_all(timeout=40)
+        assert f"recovered trials: [{before[-1].number}]" in workers.log("restart")
+    trials = assert_search_matches_reference(spec, unique_study_name, seed)
+    redone = {candidate(t) for t in trials
+              if t.user_attrs.get("trained_by") == "restart" and t.state == TrialState.COMPLETE}
+    assert not redone & done_before, "the restart retrained completed candidates"
+    assert victim in redone
+    assert trials[before[-1].number].state == TrialState.FAIL
+
+
+# -- recover_stale_trials on each kind of storage ---------------------------------------------------
+
+
+def _running_trial(study: optuna.Study) -> int:
+    trial = study.ask()
+    trial.suggest_int("k", 2, 1024, log=True)
+    return trial.number
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_recover_without_heartbeat_fails_running_trials(kind, tmp_path):
+    spec = (f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite"
+            else f"journal:{tmp_path / 'j.log'}")
+    study = create_study(spec, "s")
+    done = study.ask()
+    study.tell(done, 0.5)
+    running = _running_trial(study)
+    study.enqueue_trial({"k": 8, "c": 1})  # WAITING: queued work, not a dead worker
+    # A trial younger than `older_than` may belong to a live worker: kept.
+    assert recover_stale_trials(study, older_than=3600) == []
+    assert recover_stale_trials(study) == [running]
+    states = {t.number: t.state for t in study.trials}
+    assert states[running] == TrialState.FAIL and states[done.number] == TrialState.COMPLETE
+    assert TrialState.WAITING in states.values()
+    assert recover_stale_trials(study) == []  # idempotent
+
+
+def test_recover_with_heartbeat_fails_only_stale_trials(postgres_url, unique_study_name):
+    study = optuna.create_study(storage=make_storage(postgres_url, heartbeat=True),
+                                study_name=unique_study_name, direction="maximize")
+    stale, alive = _running_trial(study), _running_trial(study)
+    storage = study._storage
+    trial_ids = {t.number: t._trial_id for t in study.trials}
+    storage.record_heartbeat(trial_ids[stale])
+    time.sleep(4.2)  # > grace_period 3
+    storage.record_heartbeat(trial_ids[alive])
+    assert recover_stale_trials(study) == [stale]
+    states = {t.number: t.state for t in study.trials}
+    assert states == {stale: TrialState.FAIL, alive: TrialState.RUNNING}
+
+
+# -- soak: many trials over several processes ----------------------------------------------------
+
+
+def test_soak_200_random_trials_three_workers_postgresql(postgres_url, unique_study_name,
+                                                          tmp_path):
+    n_total, n_workers = 200, 3
+    create_study(postgres_url, unique_study_name)
+    shares = [n_total // n_workers + (i < n_total % n_workers) for i in range(n_workers)]
+    with Workers(tmp_path) as workers:
+        for i, n in enumerate(shares):
+            workers.start(f"w{i}", "random", "--storage", postgres_url, "--study",
+                          unique_study_name, "--sleep", "0.02", "--max-trials", str(n))
+        workers.wait_all(timeout=55)
+    trials = optuna.load_study(study_name=unique_study_name, storage=postgres_url).trials
+    assert len(trials) == n_total
+    assert sorted(t.number for t in trials) == list(range(n_total))
+    assert Counter(t.state for t in trials) == {TrialState.COMPLETE: n_total}
+    for t in trials:
+        assert set(t.params) == {"k", "c", "learning_rate"}
+        assert {"worker", "feasible"} <= set(t.user_attrs)
+        assert t.value is not None and t.datetime_complete is not None
+    assert Counter(t.user_attrs["worker"] for t in trials) == {
+        f"w{i}": n for i, n in enumerate(shares)}
