@@ -77,17 +77,25 @@ def input_quantization(model_bytes: bytes) -> tuple[float, int]:
     Returns:
         ``(scale, zero_point)``.
     """
-    import tensorflow as tf
+    from tinytnas_optuna._hardware import _schema
 
-    interpreter = tf.lite.Interpreter(model_content=bytes(model_bytes))
-    details = interpreter.get_input_details()[0]
-    if details["dtype"] == np.int8:
-        scale, zero = details["quantization"]
-        return float(scale), int(zero)
-    for op in interpreter._get_ops_details():  # the first QUANTIZE reads the float input
-        if op["op_name"] == "QUANTIZE" and details["index"] in op["inputs"]:
-            q = interpreter.get_tensor_details()[op["outputs"][0]]["quantization"]
-            return float(q[0]), int(q[1])
+    fb = _schema()
+    graph = fb.Model.GetRootAsModel(bytes(model_bytes), 0).Subgraphs(0)
+    model = fb.Model.GetRootAsModel(bytes(model_bytes), 0)
+    source = graph.Inputs(0)
+
+    def params(index: int) -> tuple[float, int]:
+        q = graph.Tensors(index).Quantization()
+        return float(q.Scale(0)), int(q.ZeroPoint(0))
+
+    if graph.Tensors(source).Type() == fb.TensorType.INT8:
+        return params(source)
+    for o in range(graph.OperatorsLength()):  # the QUANTIZE that reads the float input
+        op = graph.Operators(o)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        opcode = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if opcode == fb.BuiltinOperator.QUANTIZE and op.Inputs(0) == source:
+            return params(op.Outputs(0))
     raise ValueError("model has float input but no QUANTIZE op on it")
 
 

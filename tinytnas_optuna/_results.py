@@ -192,7 +192,7 @@ class RetrainReport:
     Attributes:
         k: Width.
         c: Cells.
-        epochs_run: Epochs trained before early stopping.
+        epochs_run: Epochs the kept training ran before early stopping.
         best_val: Best validation metric (the checkpoint kept).
         evaluated_on: ``"test"`` or ``"val"``.
         float_accuracy: Accuracy of the float Keras model.
@@ -256,6 +256,8 @@ def retrain_best(
     out_dir: str | Path,
     groups: np.ndarray | None = None,
     patience: int = 20,
+    restarts: int = 3,
+    metric: str = "accuracy",
     batch_size: int | None = None,
     learning_rate: float | None = None,
     seed: int = 0,
@@ -277,6 +279,8 @@ def retrain_best(
         out_dir: Where ``model.tflite``, the C files and ``report.json`` go.
         groups: Group ids for the validation split when ``val`` is None.
         patience: Early-stopping patience in epochs.
+        restarts: Trainings from different initial weights; the best on ``val`` is kept.
+        metric: Validation metric for checkpointing and early stopping.
         batch_size: Override the batch size.
         learning_rate: Override the initial learning rate.
         seed: Seed for the split and the training.
@@ -294,21 +298,32 @@ def retrain_best(
     from tinytnas_optuna._space import build_model
     from tinytnas_optuna.datasets import DataError, validate_arrays
 
+    if restarts < 1 or epochs < 1 or patience < 1:
+        raise ValueError("restarts, epochs and patience must be >= 1")
     summary = summarize(study)
     if summary.best is None:
         raise ValueError("the study has no feasible trained candidate to retrain")
     k, c = summary.best.k, summary.best.c
     data = prepare_data(train, val, groups=groups, seed=seed)
     recipe = training_recipe(len(data.y_train))
-    model = build_model(k, c, data.input_shape, data.num_classes)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_metric", mode="max", patience=patience),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_metric", mode="max", factor=0.5,
-                                          patience=max(1, patience // 2), min_lr=1e-5),
-    ]
-    curve, _ = fit(model, data, epochs=epochs, batch_size=batch_size or recipe[0],
-                   learning_rate=learning_rate or recipe[1], seed=seed, callbacks=callbacks,
-                   restore_best=True)
+    best_curve: list[float] = []
+    model = None
+    for restart in range(restarts):
+        # Small networks land in quite different optima from different initial weights: keep
+        # the restart with the best validation metric (test data is never looked at).
+        candidate = build_model(k, c, data.input_shape, data.num_classes)
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor="val_metric", mode="max", patience=patience),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_metric", mode="max", factor=0.5,
+                                              patience=max(1, patience // 2), min_lr=1e-5),
+        ]
+        curve, _ = fit(candidate, data, epochs=epochs, batch_size=batch_size or recipe[0],
+                       learning_rate=learning_rate or recipe[1], seed=seed + restart,
+                       callbacks=callbacks, restore_best=True, metric=metric)
+        if model is None or max(curve) > max(best_curve):
+            model, best_curve = candidate, curve
+    assert model is not None
+    curve = best_curve
 
     if test is not None:
         x_eval, y_raw = validate_arrays(*test, what="test")

@@ -1,0 +1,69 @@
+"""summarize and retrain_best on real data; the int8 accuracy comes from TFLite Micro."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+
+import tinytnas_optuna as tt
+from tinytnas_optuna._export import tflm_predict
+from tinytnas_optuna.datasets import load_dataset
+
+BUDGET = tt.HardwareBudget(ram="20KB", flash="64KB", macs="60K")
+
+
+@pytest.fixture(scope="module")
+def gunpoint_study():
+    data = load_dataset("gunpoint")
+    objective = tt.TinyTNASObjective((data.x_train, data.y_train), budget=BUDGET, epochs=2,
+                                     seed=0)
+    study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler())
+    study.optimize(objective, n_trials=4)
+    return data, objective, study
+
+
+def test_retrain_best_reports_tflm_int8_accuracy_and_exports(gunpoint_study, tmp_path):
+    data, objective, study = gunpoint_study
+    best = tt.summarize(study).best
+    report = tt.retrain_best(study, (data.x_train, data.y_train),
+                             test=(data.x_test, data.y_test), epochs=5, out_dir=tmp_path,
+                             class_names=list(data.class_names))
+    assert (report.k, report.c) == (best.k, best.c)
+    assert report.evaluated_on == "test"
+    model_bytes = (tmp_path / "model.tflite").read_bytes()
+    assert report.flash == len(model_bytes)
+    assert report.ram <= report.arena_bytes and report.arena_bytes % 16 == 0
+    # Recompute the int8 accuracy by running the written model in TFLM: same number.
+    mean, std = objective.data.mean, objective.data.std
+    x_test = (data.x_test - mean) / std
+    pred = tflm_predict(model_bytes, x_test).argmax(axis=1)
+    assert report.int8_accuracy == pytest.approx(float(np.mean(pred == data.y_test)))
+    assert np.sum(report.confusion_matrix) == len(data.y_test)
+    assert np.trace(report.confusion_matrix) == round(report.int8_accuracy * len(data.y_test))
+    header = (tmp_path / "tinytnas_model.h").read_text()
+    source = (tmp_path / "tinytnas_model.cc").read_text()
+    assert f"#define TINYTNAS_MODEL_ARENA_SIZE {report.arena_bytes}" in header
+    assert "AddDepthwiseConv2D" in header and "AddFullyConnected" in header
+    assert f"tinytnas_model_len = {len(model_bytes)};" in source
+    assert source.count("0x") == len(model_bytes)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["int8_accuracy"] == report.int8_accuracy
+    assert "int8 in TFLite Micro" in str(report)
+
+
+def test_summary_lists_everything(gunpoint_study):
+    _, _, study = gunpoint_study
+    summary = tt.summarize(study)
+    assert len(summary.trained) + len(summary.infeasible) + len(summary.other) == 4
+    assert summary.path[0] == (4, 3)
+    d = summary.to_dict()
+    assert d["best"]["k"] == summary.best.k and isinstance(d["trained"], list)
+
+
+def test_retrain_without_feasible_candidate_is_refused(tmp_path):
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(ValueError, match="no feasible"):
+        tt.retrain_best(study, (np.zeros((4, 8, 1)), np.array([0, 1, 0, 1])), out_dir=tmp_path)
