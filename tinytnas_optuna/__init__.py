@@ -27,6 +27,13 @@ _EXPORTS = {
     "retrain_best": "_results",
     "RetrainReport": "_results",
     "recover_stale_trials": "_recovery",
+    "save_plots": "_plots",
+    "plot_accuracy_vs_figures": "_plots",
+    "plot_search_path": "_plots",
+    "publish_to_dashboard": "_dashboard",
+    "TFLiteArtifactUploader": "_dashboard",
+    "DashboardCallback": "_dashboard",
+    "SearchProgress": "_progress",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -34,7 +41,14 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from tinytnas_optuna._budget import HardwareBudget
     from tinytnas_optuna._hardware import HardwareProfile, MeasurementError, profile_model
+    from tinytnas_optuna._dashboard import (
+        DashboardCallback,
+        TFLiteArtifactUploader,
+        publish_to_dashboard,
+    )
     from tinytnas_optuna._objective import TinyTNASObjective
+    from tinytnas_optuna._plots import plot_accuracy_vs_figures, plot_search_path, save_plots
+    from tinytnas_optuna._progress import SearchProgress
     from tinytnas_optuna._pruner import HardwareAwarePruner
     from tinytnas_optuna._recovery import recover_stale_trials
     from tinytnas_optuna._results import RetrainReport, SearchSummary, retrain_best, summarize

@@ -163,13 +163,13 @@ def fit(
     batch_size: int,
     learning_rate: float,
     metric: str = "accuracy",
-    deadline: float | None = None,
+    stop: Callable[[], bool] | None = None,
     on_epoch: Any = None,
     seed: int = 0,
     callbacks: Sequence[Any] = (),
     restore_best: bool = False,
 ) -> tuple[list[float], bool]:
-    """Train a model, scoring validation after each epoch; stop at ``deadline``.
+    """Train a model, scoring validation after each epoch; stop when ``stop()`` says so.
 
     Args:
         model: An uncompiled Keras model.
@@ -178,15 +178,15 @@ def fit(
         batch_size: Batch size.
         learning_rate: Adam learning rate.
         metric: Validation metric.
-        deadline: ``time.monotonic()`` value at which training stops mid-epoch; the cut epoch is
-            not scored.
+        stop: Asked after every batch (the time bound); True stops training mid-epoch, and the
+            cut epoch is not scored.
         on_epoch: ``callable(epoch, value) -> bool``; returning True stops training (a pruner).
         seed: Seed for weights and shuffling.
         callbacks: More Keras callbacks; they see the validation metric as ``val_metric``.
         restore_best: Leave the model with the weights of its best validation epoch.
 
     Returns:
-        ``(curve, cut)``: validation metric of each completed epoch, and whether the deadline cut
+        ``(curve, cut)``: validation metric of each completed epoch, and whether ``stop`` cut
         the training.
     """
     import keras
@@ -203,7 +203,7 @@ def fit(
 
     class _Track(keras.callbacks.Callback):
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            if deadline is not None and time.monotonic() >= deadline:
+            if stop is not None and stop():
                 state["cut"] = True
                 self.model.stop_training = True
 
@@ -219,7 +219,7 @@ def fit(
             curve.append(value)
             if on_epoch is not None and on_epoch(epoch, value):
                 self.model.stop_training = True
-            if deadline is not None and time.monotonic() >= deadline:
+            if stop is not None and stop():
                 state["cut"] = True
                 self.model.stop_training = True
 
@@ -363,8 +363,20 @@ class TinyTNASObjective:
             return reused
         return self._train(trial, arch, k, c)
 
+    def out_of_time(self) -> bool:
+        """Whether the time bound has been reached (or a stop was requested)."""
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def request_stop(self) -> None:
+        """End the search now, as if the time bound were reached (e.g. on Ctrl-C).
+
+        A training in flight stops after its current batch and keeps its completed epochs;
+        no new training starts in this process.
+        """
+        self._deadline = time.monotonic()
+
     def _stop_if_out_of_time(self, trial: optuna.Trial) -> None:
-        if self._deadline is not None and time.monotonic() >= self._deadline:
+        if self.out_of_time():
             trial.set_user_attr("interrupted", True)
             trial.set_user_attr("epochs_trained", 0)
             _stop_study(trial.study)
@@ -405,14 +417,15 @@ class TinyTNASObjective:
                 return float(done[0].value)  # type: ignore[arg-type]
             if not any(t.state == TrialState.RUNNING for t in earlier):
                 return None
-            if self._deadline is not None and time.monotonic() >= self._deadline:
-                self._stop_if_out_of_time(trial)
+            self._stop_if_out_of_time(trial)
             time.sleep(_POLL_SECONDS)
             # On heartbeat storages a dead worker's trial turns FAIL here, and we train it.
             if heartbeat_enabled(storage):
                 recover_stale_trials(trial.study)
 
     def _train(self, trial: optuna.Trial, arch: Architecture, k: int, c: int) -> float:
+        import keras
+
         from tinytnas_optuna._space import build_model
 
         pruned = {"flag": False}
@@ -430,12 +443,13 @@ class TinyTNASObjective:
                                        "batch_size": self.batch_size,
                                        "learning_rate": self.learning_rate})
         start = time.monotonic()
+        seed = _candidate_seed(self.seed, arch)
+        keras.utils.set_random_seed(seed)  # before building: the initial weights depend on it
         model = build_model(k, c, self.data.input_shape, self.data.num_classes)
         curve, cut = fit(
             model, self.data,
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            metric=self.metric, deadline=self._deadline, on_epoch=on_epoch,
-            seed=_candidate_seed(self.seed, arch),
+            metric=self.metric, stop=self.out_of_time, on_epoch=on_epoch, seed=seed,
         )
         trial.set_user_attr("train_seconds", round(time.monotonic() - start, 3))
         trial.set_user_attr("epochs_trained", len(curve))

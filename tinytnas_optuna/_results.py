@@ -311,6 +311,7 @@ def retrain_best(
     for restart in range(restarts):
         # Small networks land in quite different optima from different initial weights: keep
         # the restart with the best validation metric (test data is never looked at).
+        keras.utils.set_random_seed(seed + restart)  # before building: initial weights
         candidate = build_model(k, c, data.input_shape, data.num_classes)
         callbacks = [
             keras.callbacks.EarlyStopping(monitor="val_metric", mode="max", patience=patience),

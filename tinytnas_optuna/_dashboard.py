@@ -1,0 +1,326 @@
+"""What optuna-dashboard shows of a search: models as artifacts, notes, metric names, figures.
+
+- :class:`TFLiteArtifactUploader` is a :class:`TinyTNASObjective` ``on_trained`` hook: it converts
+  each trained model to int8 TFLite and attaches the ``.tflite`` to its trial as an artifact.
+- :func:`publish_to_dashboard` names the metric, writes the summary as a note on the study and on
+  the best trial, and saves the plotly figures (accuracy against RAM/flash/MAC, search path).
+- :class:`DashboardCallback` keeps the notes current during ``study.optimize``.
+- :func:`make_dashboard_server` serves optuna-dashboard on a storage with its artifact folder.
+
+The per-trial figures (k, c, RAM, flash, MAC, feasible) are the trial's params and user attrs,
+and the legacy ``"constraints"`` system attr the objective writes marks infeasible trials.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from tinytnas_optuna._budget import FIGURES, HardwareBudget
+from tinytnas_optuna._plots import FIGURE_LABELS, PlotData, pareto_front, plot_data
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    import plotly.graph_objects as go
+    from optuna.artifacts._protocol import ArtifactStore
+
+    from tinytnas_optuna._objective import PreparedData
+
+#: Study user attr where ``tinytnas search`` records the artifact folder.
+ARTIFACT_DIR_ATTR = "artifact_dir"
+#: Trial user attr holding the id of the trial's ``.tflite`` artifact.
+TFLITE_ARTIFACT_ATTR = "tflite_artifact"
+#: Ids of the plotly figures saved to the study (overwritten on each publish).
+GRAPH_IDS = ("tinytnas-accuracy-vs-figures", "tinytnas-search-path")
+_NOTED_BEST_ATTR = "tinytnas:noted_best_trial"
+_log = optuna.logging.get_logger(__name__)
+
+
+class TFLiteArtifactUploader:
+    """Attach each trained candidate's int8 ``.tflite`` to its trial (an ``on_trained`` hook).
+
+    The model is the one the search trained (weights of its last epoch), converted as the
+    hardware figures are (post-training int8 quantisation, representative data from the
+    training set). A failed conversion or upload is logged and never fails the trial.
+
+    Args:
+        artifact_store: Where the files go, e.g.
+            ``optuna.artifacts.FileSystemArtifactStore("artifacts")``.
+        int8_io: Convert with int8 input/output instead of float32.
+        samples: Representative samples for the quantisation.
+
+    Example:
+        >>> from optuna.artifacts import FileSystemArtifactStore
+        >>> uploader = TFLiteArtifactUploader(FileSystemArtifactStore("/tmp"))
+        >>> # TinyTNASObjective(train, budget=budget, on_trained=uploader)
+    """
+
+    def __init__(
+        self, artifact_store: ArtifactStore, *, int8_io: bool = False, samples: int = 100
+    ) -> None:
+        self.artifact_store = artifact_store
+        self.int8_io = int8_io
+        self.samples = samples
+
+    def __call__(self, trial: optuna.Trial, model: Any, data: PreparedData) -> None:
+        from tinytnas_optuna._hardware import convert_and_profile
+
+        try:
+            step = max(1, len(data.x_train) // self.samples)
+            model_bytes, _ = convert_and_profile(model, data.x_train[::step][: self.samples],
+                                                 int8_io=self.int8_io)
+            k, c = trial.params.get("k"), trial.params.get("c")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"trial{trial.number}_k{k}_c{c}_int8.tflite"
+                path.write_bytes(model_bytes)
+                artifact_id = optuna.artifacts.upload_artifact(
+                    artifact_store=self.artifact_store, file_path=str(path),
+                    study_or_trial=trial, mimetype="application/octet-stream",
+                )
+            trial.set_user_attr(TFLITE_ARTIFACT_ATTR, artifact_id)
+        except Exception as exc:  # an artifact is a convenience, never a reason to lose a trial
+            _log.warning(f"trial {trial.number}: .tflite artifact not stored: {exc}")
+
+
+def publish_to_dashboard(
+    study: optuna.Study,
+    *,
+    budget: HardwareBudget | Mapping[str, int] | None = None,
+    figures: bool = True,
+) -> None:
+    """Name the metric, note the summary on the study and its best trial, save the figures.
+
+    Args:
+        study: A study run with :class:`TinyTNASObjective`.
+        budget: The budget to draw; default the one ``tinytnas search`` recorded.
+        figures: Also save the plotly figures (the slower part).
+    """
+    from optuna_dashboard import save_note, save_plotly_graph_object
+
+    data = plot_data(study, budget=budget)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names != [data.metric]:
+            study.set_metric_names([data.metric])
+    note = summary_note(study, data)
+    save_note(study, note)
+    _note_best_trial(study, data, note)
+    if figures:
+        for graph_id, fig in zip(GRAPH_IDS, plotly_figures(data), strict=True):
+            save_plotly_graph_object(study, fig, graph_object_id=graph_id)
+
+
+def _note_best_trial(study: optuna.Study, data: PlotData, note: str) -> None:
+    from optuna_dashboard import save_note
+
+    if data.best is None:
+        return
+    storage, study_id = study._storage, study._study_id
+    best_id = storage.get_trial_id_from_study_id_trial_number(study_id, data.best.trial)
+    previous = storage.get_study_system_attrs(study_id).get(_NOTED_BEST_ATTR)
+    if previous is not None and previous != data.best.trial:
+        old_id = storage.get_trial_id_from_study_id_trial_number(study_id, previous)
+        save_note(optuna.Trial(study, old_id),
+                  f"Was the best so far; superseded by trial {data.best.trial}.")
+    save_note(optuna.Trial(study, best_id), note)
+    storage.set_study_system_attr(study_id, _NOTED_BEST_ATTR, data.best.trial)
+
+
+def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
+    """The search's summary as Markdown (the dashboard's note).
+
+    Args:
+        study: The study.
+        data: Its :class:`PlotData`, if already collected.
+
+    Returns:
+        Markdown text.
+    """
+    data = data or plot_data(study)
+    lines = [f"## TinyTNAS search `{study.study_name}`", ""]
+    if data.best is None:
+        lines.append("No feasible candidate has been trained yet.")
+    else:
+        b = data.best
+        lines += [
+            f"**Best: k={b.k}, c={b.c}** (trial {b.trial}), validation {data.metric} "
+            f"**{b.value:.4f}**", "",
+            "| figure | used | budget |", "|---|---:|---:|",
+        ]
+        for name in FIGURES:
+            limit = f"{data.budget[name]:,}" if data.budget else "?"
+            lines.append(f"| {FIGURE_LABELS[name]} | {getattr(b, name):,} | {limit} |")
+    lines += [
+        "",
+        f"Trained {len(data.scored)}, rejected for the budget {len(data.infeasible)}, "
+        f"visited {len(data.visits)}.",
+        "",
+        "Search path: " + (" → ".join(f"({k},{c})" for k, c in data.path) or "(none yet)"),
+    ]
+    attrs = study.user_attrs
+    if attrs.get("dataset") or attrs.get("train_path"):
+        source = attrs.get("dataset") or attrs.get("train_path")
+        lines += ["", f"Data: {source}; {attrs.get('epochs')} epochs per candidate; "
+                  f"sampler {attrs.get('sampler')}; seed {attrs.get('seed')}."]
+    return "\n".join(lines)
+
+
+def plotly_figures(study: optuna.Study | PlotData) -> list[go.Figure]:
+    """The two figures of :mod:`tinytnas_optuna._plots`, as plotly figures for the dashboard.
+
+    Args:
+        study: The study (or its :class:`PlotData`).
+
+    Returns:
+        ``[accuracy against RAM/flash/MAC, search path over (k, c)]``.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    data = study if isinstance(study, PlotData) else plot_data(study)
+    acc = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=["RAM (B)", "flash (B)", "MAC"])
+    values = [r.value for r in data.scored if r.value is not None]
+    bottom = max(0.0, min(values, default=0.0) - 0.08)
+    for col, name in enumerate(FIGURES, start=1):
+        first = col == 1
+        xs = [getattr(r, name) for r in data.scored]
+        ys = [r.value for r in data.scored]
+        text = [f"trial {r.trial}: k={r.k}, c={r.c}" for r in data.scored]
+        acc.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="trained", text=text,
+                                 marker={"color": "#1f77b4", "size": 9}, showlegend=first,
+                                 legendgroup="trained"), row=1, col=col)
+        front = pareto_front(list(zip(xs, ys, strict=True)))
+        acc.add_trace(go.Scatter(x=[xs[i] for i in front], y=[ys[i] for i in front],
+                                 mode="lines", line={"shape": "hv", "color": "#2ca02c"},
+                                 name="Pareto front", showlegend=first, legendgroup="front"),
+                      row=1, col=col)
+        rej = [r for r in data.infeasible if getattr(r, name) is not None]
+        acc.add_trace(go.Scatter(
+            x=[getattr(r, name) for r in rej], y=[bottom] * len(rej), mode="markers",
+            text=[f"trial {r.trial}: k={r.k}, c={r.c} (not trained)" for r in rej],
+            marker={"symbol": "x", "color": "#d62728", "size": 9},
+            name="rejected (over budget)", showlegend=first, legendgroup="rejected",
+        ), row=1, col=col)
+        if data.budget and name in data.budget:
+            acc.add_vline(x=data.budget[name], line_dash="dash", line_color="#d62728",
+                          row=1, col=col)
+        acc.update_xaxes(type="log", row=1, col=col)
+    acc.update_yaxes(title_text=f"validation {data.metric}", row=1, col=1)
+    acc.update_layout(title=f"{data.metric} against hardware figures (dashed: budget)",
+                      legend={"orientation": "h", "y": -0.2})
+
+    path = go.Figure()
+    path.add_trace(go.Scatter(x=[r.k for r in data.visits], y=[r.c for r in data.visits],
+                              mode="lines", line={"color": "#bbbbbb", "width": 1},
+                              name="visit order"))
+    path.add_trace(go.Scatter(
+        x=[r.k for r in data.scored], y=[r.c for r in data.scored], mode="markers+text",
+        text=[f"{r.value:.3f}" for r in data.scored], textposition="top center",
+        marker={"size": 14, "color": [r.value for r in data.scored], "colorscale": "Viridis",
+                "showscale": bool(data.scored), "line": {"width": 1, "color": "black"},
+                "colorbar": {"title": {"text": data.metric}}},
+        name="trained",
+    ))
+    path.add_trace(go.Scatter(x=[r.k for r in data.infeasible],
+                              y=[r.c for r in data.infeasible], mode="markers",
+                              marker={"symbol": "x", "size": 12, "color": "#d62728"},
+                              name="rejected (over budget)"))
+    path.add_trace(go.Scatter(x=[k for k, _ in data.path], y=[c for _, c in data.path],
+                              mode="lines+markers", line={"color": "#ff7f0e", "width": 3},
+                              marker={"symbol": "arrow", "angleref": "previous", "size": 12},
+                              name="accepted path"))
+    path.update_xaxes(type="log", title_text="k (width of the first layer)")
+    path.update_yaxes(title_text="c (cells)", dtick=1)
+    path.update_layout(title="search path over (k, c)", legend={"orientation": "h", "y": -0.2})
+    return [acc, path]
+
+
+class DashboardCallback:
+    """An ``optimize`` callback that keeps the dashboard's notes and figures current.
+
+    Notes are rewritten when a new best appears; figures at most every ``interval`` seconds
+    (and on the first trial).
+
+    Args:
+        budget: The budget to draw; default the one recorded in the study.
+        interval: Seconds between figure updates.
+    """
+
+    def __init__(
+        self, *, budget: HardwareBudget | Mapping[str, int] | None = None, interval: float = 30.0
+    ) -> None:
+        self.budget = budget
+        self.interval = interval
+        self._last_figures = -math.inf
+        self._best: float | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        now = time.monotonic()
+        improved = (trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None
+                    and (self._best is None or trial.value > self._best))
+        figures = now - self._last_figures >= self.interval
+        if not (improved or figures):
+            return
+        if improved:
+            self._best = trial.value
+        try:
+            publish_to_dashboard(study, budget=self.budget, figures=figures)
+        except Exception as exc:  # the dashboard view must never stop the search
+            _log.warning(f"dashboard notes/figures not updated: {exc}")
+            return
+        if figures:
+            self._last_figures = now
+
+
+def artifact_store(path: str | Path) -> Any:
+    """A :class:`optuna.artifacts.FileSystemArtifactStore` on ``path`` (created)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def make_dashboard_server(
+    storage: str | optuna.storages.BaseStorage,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    artifact_dir: str | Path | None = None,
+) -> WSGIServer:
+    """An optuna-dashboard HTTP server (threaded wsgiref) on a storage, with its artifacts.
+
+    Call ``serve_forever()`` on it; ``shutdown()`` from another thread stops it.
+
+    Args:
+        storage: Storage URL or object.
+        host: Interface to listen on (loopback by default).
+        port: Port; 0 picks a free one (read it from ``server.server_port``).
+        artifact_dir: Folder of the :class:`FileSystemArtifactStore` the search wrote to.
+
+    Returns:
+        The server.
+    """
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from optuna_dashboard import wsgi
+
+    class _Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class _QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    store = artifact_store(artifact_dir) if artifact_dir is not None else None
+    app = wsgi(storage, artifact_store=store)
+    return make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)

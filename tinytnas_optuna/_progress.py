@@ -1,0 +1,280 @@
+"""Live progress of a search, read from the study's storage.
+
+A background thread looks at the storage once a second, so it sees what every worker records
+(figures, epochs, results) without hooks into the objective. On a terminal it redraws a small
+block in place; otherwise it prints one plain line per event (a candidate measured, an epoch
+ended, a candidate finished).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TextIO
+
+from optuna.trial import TrialState
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One trial as the progress display shows it."""
+
+    trial: int
+    k: int | None
+    c: int | None
+    ram: int | None
+    flash: int | None
+    macs: int | None
+    epoch: int
+    value: float | None
+    feasible: bool | None = None
+
+    def describe(self) -> str:
+        """``trial 3 k=8 c=3 RAM 9,104 B flash 17,352 B 38,509 MAC``."""
+        text = f"trial {self.trial} k={self.k} c={self.c}"
+        if self.ram is not None:
+            text += f"  RAM {self.ram:,} B  flash {self.flash:,} B  {self.macs:,} MAC"
+        return text
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The search at one moment."""
+
+    trained: int = 0
+    rejected: int = 0
+    reused: int = 0
+    failed: int = 0
+    running: list[Candidate] = field(default_factory=list)
+    best: Candidate | None = None
+    finished: list[tuple[Candidate, str]] = field(default_factory=list)
+
+
+def _candidate(t: FrozenTrial) -> Candidate:
+    ua = t.user_attrs
+    curve = [v for v in t.intermediate_values.values() if not math.isnan(v)]
+    value = t.value if t.state == TrialState.COMPLETE else (max(curve) if curve else None)
+    return Candidate(t.number, t.params.get("k"), t.params.get("c"), ua.get("ram"),
+                     ua.get("flash"), ua.get("macs"), int(ua.get("epochs_trained", 0)), value,
+                     ua.get("feasible"))
+
+
+def _outcome(t: FrozenTrial) -> str:
+    ua = t.user_attrs
+    if ua.get("feasible") is False:
+        return "rejected"
+    if t.state == TrialState.COMPLETE:
+        return "reused" if "reused_from" in ua else "trained"
+    if t.state == TrialState.PRUNED:
+        return "trained" if t.intermediate_values else "interrupted"
+    return "failed" if t.state == TrialState.FAIL else t.state.name.lower()
+
+
+def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
+    """Read the search's state from the storage.
+
+    Args:
+        study: The study.
+        since: Trials numbered below this are counted but not listed in ``finished``.
+
+    Returns:
+        The :class:`Snapshot`.
+    """
+    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    counts = {"trained": 0, "rejected": 0, "reused": 0, "failed": 0}
+    running, finished = [], []
+    best: Candidate | None = None
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state == TrialState.RUNNING:
+            running.append(_candidate(t))
+            continue
+        if not t.state.is_finished():
+            continue
+        outcome = _outcome(t)
+        if outcome in counts:
+            counts[outcome] += 1
+        cand = _candidate(t)
+        if t.number >= since:
+            finished.append((cand, outcome))
+        if outcome == "trained" and cand.value is not None and (
+            best is None or cand.value > (best.value or -math.inf)
+        ):
+            best = cand
+    return Snapshot(counts["trained"], counts["rejected"], counts["reused"], counts["failed"],
+                    running, best, finished)
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class SearchProgress:
+    """Show a running search: elapsed / time bound, counts, current candidate, best so far.
+
+    Use as a context manager around ``study.optimize``.
+
+    Args:
+        study: The study being optimised.
+        timeout: The time bound in seconds (None: none).
+        epochs: Epochs per candidate.
+        metric: Name of the metric.
+        stream: Where to write (default ``sys.stderr``).
+        live: Redraw in place (default: when ``stream`` is a terminal).
+        interval: Seconds between looks at the storage.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        *,
+        timeout: float | None,
+        epochs: int,
+        metric: str = "accuracy",
+        stream: TextIO | None = None,
+        live: bool | None = None,
+        interval: float = 1.0,
+    ) -> None:
+        self.study = study
+        self.timeout = timeout
+        self.epochs = epochs
+        self.metric = metric
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.interval = interval
+        self._start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._drawn = 0
+        self._first_trial = len(study._storage.get_all_trials(study._study_id, deepcopy=False))
+        self._seen_finished: set[int] = set()
+        self._seen_epoch: dict[int, int] = {}
+
+    def __enter__(self) -> SearchProgress:
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="tinytnas-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the thread and show the final state once more."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self.update()
+        if self.live and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.update()
+            except Exception:  # a busy storage is no reason to stop the display or the search
+                continue
+
+    def update(self) -> None:
+        """Read the storage and draw (live) or log (plain) what changed."""
+        snap = snapshot(self.study, since=self._first_trial)
+        if self.live:
+            self._draw(self.render(snap))
+        else:
+            for line in self._events(snap):
+                self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def _elapsed(self) -> str:
+        elapsed = time.monotonic() - self._start
+        bound = f" / {_clock(self.timeout)}" if self.timeout else ""
+        return f"{_clock(elapsed)}{bound}"
+
+    def render(self, snap: Snapshot) -> list[str]:
+        """The live block's lines.
+
+        Args:
+            snap: The state to show.
+
+        Returns:
+            Lines without newlines.
+        """
+        elapsed = time.monotonic() - self._start
+        bar = ""
+        if self.timeout:
+            done = min(1.0, elapsed / self.timeout)
+            bar = " [" + "#" * int(done * 20) + "." * (20 - int(done * 20)) + "]"
+        lines = [
+            f"tinytnas search '{self.study.study_name}'  elapsed {self._elapsed()}{bar}",
+            f"  trained {snap.trained}  rejected (over budget) {snap.rejected}"
+            + (f"  reused {snap.reused}" if snap.reused else "")
+            + (f"  failed {snap.failed}" if snap.failed else ""),
+        ]
+        for cand in snap.running[:3]:
+            if cand.feasible is None:
+                state = "measuring"
+            elif not cand.feasible:
+                state = "over budget"
+            else:
+                state = f"epoch {cand.epoch}/{self.epochs}"
+                if cand.value is not None:
+                    state += f"  best {self.metric} {cand.value:.4f}"
+            lines.append(f"  now:  {cand.describe()}  {state}")
+        if not snap.running:
+            lines.append("  now:  -")
+        if snap.best is not None:
+            lines.append(f"  best: {snap.best.describe()}  {self.metric} {snap.best.value:.4f}")
+        else:
+            lines.append("  best: none yet")
+        return lines
+
+    def _draw(self, lines: list[str]) -> None:
+        out = []
+        if self._drawn:
+            out.append(f"\x1b[{self._drawn}F")  # back to the block's first line
+        out.append("\x1b[J")  # clear to the end of the screen
+        # A wrapped line would throw off the cursor arithmetic: cut lines to the terminal width.
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        out.append("\n".join(line[:width] for line in lines))
+        self.stream.write("".join(out) + "\n")
+        self.stream.flush()
+        self._drawn = len(lines)
+
+    def _events(self, snap: Snapshot) -> list[str]:
+        lines = []
+        stamp = f"[{self._elapsed()}]"
+        for cand in snap.running:
+            epoch = self._seen_epoch.get(cand.trial)
+            if epoch is None and cand.feasible:
+                lines.append(f"{stamp} {cand.describe()}  training")
+                self._seen_epoch[cand.trial] = cand.epoch
+            elif epoch is not None and cand.epoch > epoch:
+                value = f"  best {self.metric} {cand.value:.4f}" if cand.value is not None else ""
+                lines.append(f"{stamp} trial {cand.trial} epoch {cand.epoch}/{self.epochs}{value}")
+                self._seen_epoch[cand.trial] = cand.epoch
+        for cand, outcome in snap.finished:
+            if cand.trial in self._seen_finished:
+                continue
+            self._seen_finished.add(cand.trial)
+            if outcome == "rejected":
+                text = "rejected: over budget, not trained"
+            elif cand.value is not None and outcome in ("trained", "reused"):
+                text = f"{outcome}: {self.metric} {cand.value:.4f}"
+            else:
+                text = outcome
+            best = (f"  (best: trial {snap.best.trial} {snap.best.value:.4f})"
+                    if snap.best is not None else "")
+            lines.append(f"{stamp} {cand.describe()}  {text}{best}")
+        return lines

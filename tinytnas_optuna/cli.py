@@ -1,0 +1,922 @@
+"""The ``tinytnas`` command: search, show, retrain, work on and view a TinyTNAS search.
+
+Every input is checked before anything is written: a refused run leaves the storage as it was.
+TensorFlow and Optuna are imported only by the commands that need them, so ``tinytnas --help``
+and ``tinytnas datasets`` answer at once.
+
+Exit status: 0 done, 1 a failure while running, 2 bad input (one line on stderr naming the
+problem), 130 interrupted by Ctrl-C (after a clean stop that printed the best so far).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tinytnas_optuna import __version__
+from tinytnas_optuna._budget import FIGURES, HardwareBudget, parse_seconds
+
+if TYPE_CHECKING:
+    import numpy as np
+    import optuna
+
+    from tinytnas_optuna._objective import TinyTNASObjective
+
+SAMPLERS = ("tinytnas", "random", "tpe", "gp", "nsga2")
+METRICS = ("accuracy", "balanced_accuracy")
+DEFAULT_EPOCHS = 5
+DEFAULT_SEED = 0
+DEFAULT_VAL_FRACTION = 0.15
+# Inputs that define what the study's trials mean: a resumed search must not change them.
+FIXED_INPUTS = ("dataset", "train_sha256", "val_sha256", "budget", "input_shape", "label_map",
+                "epochs", "metric", "seed", "sampler", "val_fraction")
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+HEARTBEAT_SECONDS = 60
+
+UNITS_HELP = """\
+units:
+  memory   bytes, or with a unit: 20KB = 20KiB = 20K = 20,480 bytes (1 KB = 1024 B), 1.5MB
+  MACs     a count, or 60K = 60,000 and 1.5M = 1,500,000 (decimal)
+  time     seconds, or 90s, 10m, 1.5h
+"""
+
+DATA_HELP = """\
+data:
+  --dataset NAME   a built-in real dataset (see `tinytnas datasets`); validation is split
+                   from its train part (by subject for har); retrain reports on its test part
+  --train FILE     your own .npz with `features` (N, L, C) or (N, L) and `labels` (N,) integers
+                   or (N, K) one-hot; --val FILE optional (else a stratified seeded split)
+"""
+
+EXAMPLES = """\
+examples:
+  tinytnas search --dataset har --ram 20KB --flash 64KB --macs 60K --timeout 10m --epochs 5 \\
+      --storage sqlite:///tinytnas.db --study har
+  tinytnas show --storage sqlite:///tinytnas.db --study har --plots plots/
+  tinytnas retrain --storage sqlite:///tinytnas.db --study har --out best/
+  tinytnas dashboard --storage sqlite:///tinytnas.db
+"""
+
+
+class UsageError(Exception):
+    """Bad input: exit 2 with a one-line message; nothing was written."""
+
+
+class CommandFailed(Exception):
+    """A failure while running: exit 1 with a one-line message."""
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+# -- argument parsing ---------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="tinytnas",
+        description="TinyTNAS: hardware-aware architecture search for time-series "
+                    "classification on microcontrollers, run with Optuna.",
+        epilog=UNITS_HELP + "\n" + EXAMPLES, formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("datasets", help="list the built-in real datasets", formatter_class=fmt,
+                   description="List the built-in real datasets with their shapes and sources.")
+
+    def storage_args(p: argparse.ArgumentParser, study: bool = True) -> None:
+        p.add_argument("--storage", required=True, metavar="URL",
+                       help="Optuna storage: sqlite:///tinytnas.db, postgresql://..., or a "
+                            "journal file path ending in .log")
+        if study:
+            p.add_argument("--study", required=True, metavar="NAME", help="study name")
+
+    search = sub.add_parser(
+        "search", help="run (or resume) a search", formatter_class=fmt,
+        description="Search the (k, c) architectures that fit the budget and train the "
+                    "feasible ones. Running it again with the same --storage and --study "
+                    "resumes the search; options left out are taken from the study, options "
+                    "given must match what it recorded (a new --timeout is allowed).",
+        epilog=UNITS_HELP + "\n" + DATA_HELP,
+    )
+    data = search.add_mutually_exclusive_group()
+    data.add_argument("--dataset", metavar="NAME", help="a built-in dataset")
+    data.add_argument("--train", metavar="FILE", help="your training data (.npz)")
+    search.add_argument("--val", metavar="FILE", help="your validation data (.npz)")
+    search.add_argument("--ram", metavar="SIZE", help="RAM budget (tensor arena), e.g. 20KB")
+    search.add_argument("--flash", metavar="SIZE", help="flash budget (model), e.g. 64KB")
+    search.add_argument("--macs", metavar="COUNT", help="MAC budget per inference, e.g. 60K")
+    search.add_argument("--timeout", metavar="TIME",
+                        help="time bound of this run, e.g. 10m (default: until the search ends)")
+    search.add_argument("--trials", type=int, metavar="N", help="at most N trials in this run")
+    search.add_argument("--epochs", type=int, metavar="N",
+                        help=f"epochs per candidate (default {DEFAULT_EPOCHS})")
+    search.add_argument("--seed", type=int, metavar="N", help=f"seed (default {DEFAULT_SEED})")
+    search.add_argument("--metric", choices=METRICS,
+                        help="validation metric (default accuracy; balanced_accuracy suits "
+                             "imbalanced data such as ecg5000)")
+    search.add_argument("--sampler", choices=SAMPLERS,
+                        help="tinytnas (the paper's greedy search, default), or an Optuna "
+                             "sampler over the same (k, c) space for comparison")
+    search.add_argument("--val-fraction", type=float, metavar="F",
+                        help=f"held-out share when there is no --val (default "
+                             f"{DEFAULT_VAL_FRACTION})")
+    search.add_argument("--artifact-dir", metavar="DIR",
+                        help="where each trained model's .tflite is stored for the dashboard "
+                             "(default: <database>-artifacts beside a SQLite file, else "
+                             "./tinytnas-artifacts)")
+    search.add_argument("--recover-older-than", type=float, metavar="SECONDS",
+                        help="on resume, mark FAIL only the trials left running for longer "
+                             "than this (default: all; use it while other workers run on a "
+                             "storage without heartbeat)")
+    storage_args(search)
+    _progress_args(search)
+
+    show = sub.add_parser("show", help="print a search's results", formatter_class=fmt,
+                          description="Print the best candidate, the search path and every "
+                                      "trial. Reads only.")
+    storage_args(show)
+    fmt_group = show.add_mutually_exclusive_group()
+    fmt_group.add_argument("--json", action="store_true", help="every trial as JSON")
+    fmt_group.add_argument("--csv", action="store_true", help="every trial as CSV")
+    show.add_argument("--plots", metavar="DIR",
+                      help="also write accuracy_vs_figures.png and search_path.png into DIR")
+
+    retrain = sub.add_parser(
+        "retrain", help="retrain the best architecture and export it", formatter_class=fmt,
+        description="Retrain the best candidate on the study's data (checkpoint on the best "
+                    "validation epoch, early stopping, learning-rate reduction), convert it to "
+                    "int8, measure it and score it in TensorFlow Lite Micro, and write "
+                    "model.tflite, C source and header, and report.json into --out.",
+    )
+    storage_args(retrain)
+    retrain.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    retrain.add_argument("--epochs", type=int, default=500, metavar="N",
+                         help="maximum epochs (default 500)")
+    retrain.add_argument("--patience", type=int, default=20, metavar="N",
+                         help="early-stopping patience in epochs (default 20)")
+    retrain.add_argument("--test", metavar="FILE",
+                         help="test .npz for the report (built-in datasets: their test split)")
+
+    worker = sub.add_parser(
+        "worker", help="join a running search as another worker", formatter_class=fmt,
+        description="Work on a study created by `tinytnas search` (same data, budget and "
+                    "settings, read from the study) until the search ends or its time bound "
+                    "is reached.",
+        epilog=UNITS_HELP,
+    )
+    storage_args(worker)
+    worker.add_argument("--timeout", metavar="TIME",
+                        help="time bound of this worker (default: the search's remaining time)")
+    _progress_args(worker)
+
+    dash = sub.add_parser("dashboard", help="serve optuna-dashboard on the storage",
+                          formatter_class=fmt,
+                          description="Serve optuna-dashboard with the trained models as "
+                                      "artifacts, the summary notes and the search's figures.")
+    storage_args(dash, study=False)
+    dash.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    dash.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dash.add_argument("--artifact-dir", metavar="DIR",
+                      help="artifact folder (default: the one the search recorded)")
+    return parser
+
+
+def _progress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=("auto", "live", "plain", "none"), default="auto",
+                   help="live display on a terminal, log lines otherwise (default auto)")
+
+
+# -- storage ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """A storage URL checked without touching it."""
+
+    url: str
+    sqlite_path: Path | None = None
+    journal_path: Path | None = None
+
+    def exists(self) -> bool:
+        """False when the storage certainly holds nothing yet (a missing file)."""
+        path = self.sqlite_path or self.journal_path
+        return path is None or path.exists()
+
+    def default_artifacts(self) -> Path:
+        path = self.sqlite_path or self.journal_path
+        if path is not None:
+            return path.with_name(f"{path.stem}-artifacts")
+        return Path("tinytnas-artifacts")
+
+
+def parse_storage(url: str) -> StorageSpec:
+    """Check a storage URL's form and, for files, that their folder exists.
+
+    Args:
+        url: ``sqlite:///file.db``, another SQLAlchemy URL, or a ``.log`` journal file path.
+
+    Returns:
+        The :class:`StorageSpec`.
+
+    Raises:
+        UsageError: A malformed URL, an in-memory database, or a missing folder.
+    """
+    if "://" not in url:
+        if not url.endswith((".log", ".journal", ".jsonl")):
+            raise UsageError(f"--storage {url!r}: expected a database URL such as "
+                             "sqlite:///tinytnas.db or a journal file ending in .log")
+        path = Path(url).expanduser().resolve()
+        if not path.parent.is_dir():
+            raise UsageError(f"--storage {url!r}: folder {path.parent} does not exist")
+        return StorageSpec(url, journal_path=path)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UsageError(f"--storage {url!r}: {_one_line(exc)}") from None
+    if parsed.get_backend_name() != "sqlite":
+        return StorageSpec(url)
+    if not parsed.database or parsed.database == ":memory:":
+        raise UsageError(f"--storage {url!r}: an in-memory database keeps nothing; "
+                         "give a file, e.g. sqlite:///tinytnas.db")
+    path = Path(parsed.database).expanduser().resolve()
+    if not path.parent.is_dir():
+        raise UsageError(f"--storage {url!r}: folder {path.parent} does not exist")
+    return StorageSpec(url, sqlite_path=path)
+
+
+def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
+    """Open (and for a new database, create) the storage.
+
+    Args:
+        spec: The checked storage.
+
+    Returns:
+        The Optuna storage.
+    """
+    import optuna
+
+    if spec.journal_path is not None:
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(spec.journal_path)))
+    try:
+        if spec.sqlite_path is not None:  # one process: no heartbeat, recovery on resume
+            return optuna.storages.RDBStorage(spec.url)
+        # Several workers: a dead worker's trial is failed (and redone) after the grace period.
+        return optuna.storages.RDBStorage(spec.url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                          grace_period=3 * HEARTBEAT_SECONDS)
+    except Exception as exc:
+        raise CommandFailed(f"cannot open storage {spec.url}: {_one_line(exc)}") from None
+
+
+def _existing_study(spec: StorageSpec, name: str) -> optuna.Study | None:
+    """The study if the storage holds it; never creates the storage."""
+    import optuna
+
+    if not spec.exists():
+        return None
+    storage = open_storage(spec)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def _load_study(spec: StorageSpec, name: str) -> optuna.Study:
+    """A study ``tinytnas search`` created; refuse anything else without writing."""
+    if not spec.exists():
+        raise UsageError(f"--storage {spec.url}: no such database file")
+    study = _existing_study(spec, name)
+    if study is None:
+        import optuna
+
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(spec))]
+        known = f"; studies there: {', '.join(names)}" if names else "; it holds no study"
+        raise UsageError(f"no study {name!r} in {spec.url}{known}")
+    if "budget" not in study.user_attrs:
+        raise UsageError(f"study {name!r} was not created by `tinytnas search` "
+                         "(it records no inputs)")
+    return study
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedData:
+    """The arrays a study trains on, with how to find them again."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray] | None
+    groups: np.ndarray | None
+    class_names: list[str] | None
+    record: dict[str, Any]
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_data(
+    dataset: str | None, train: str | None, val: str | None, *,
+    expect: dict[str, Any] | None = None,
+) -> LoadedData:
+    """Load a built-in dataset or the user's files.
+
+    Args:
+        dataset: Built-in dataset name.
+        train: Training ``.npz`` path.
+        val: Validation ``.npz`` path.
+        expect: Recorded inputs the files must match (their sha256).
+
+    Returns:
+        The :class:`LoadedData`.
+
+    Raises:
+        UsageError: Missing or bad data, or files that changed since the study recorded them.
+    """
+    from tinytnas_optuna.datasets import DataError, load_dataset, load_npz
+
+    try:
+        if dataset is not None:
+            if val is not None:
+                raise UsageError("--val goes with --train: a built-in dataset brings its own "
+                                 "validation split")
+            ds = load_dataset(dataset)
+            return LoadedData((ds.x_train, ds.y_train), None, (ds.x_test, ds.y_test),
+                              ds.groups_train, list(ds.class_names), {"dataset": ds.name})
+        if train is None:
+            raise UsageError("no data: give --dataset NAME or --train FILE "
+                             "(see `tinytnas datasets`)")
+        record: dict[str, Any] = {"dataset": None}
+        arrays = {}
+        for role, path in (("train", train), ("val", val)):
+            if path is None:
+                record[f"{role}_path"] = record[f"{role}_sha256"] = None
+                continue
+            arrays[role] = load_npz(path, what=f"--{role} {path}")
+            record[f"{role}_path"] = str(Path(path).resolve())
+            record[f"{role}_sha256"] = sha256_file(path)
+            if expect and expect.get(f"{role}_sha256") not in (None, record[f"{role}_sha256"]):
+                raise UsageError(f"--{role} {path} changed since the study recorded it "
+                                 "(sha256 differs); refusing to mix data")
+        return LoadedData(arrays["train"], arrays.get("val"), None, None, None, record)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _data_from_study(attrs: dict[str, Any]) -> LoadedData:
+    return load_data(attrs.get("dataset"), attrs.get("train_path"), attrs.get("val_path"),
+                     expect=attrs)
+
+
+# -- building the search ------------------------------------------------------------------------
+
+
+def _positive(value: int | None, what: str) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"{what} must be >= 1, got {value}")
+
+
+def _make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    from tinytnas_optuna._sampler import TinyTNASSampler
+
+    if name == "gp":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise UsageError("--sampler gp needs PyTorch, which is not installed "
+                             "(pip install torch)")
+        return optuna.samplers.GPSampler(seed=seed)
+    return {
+        "tinytnas": lambda: TinyTNASSampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+    }[name]()
+
+
+def _make_objective(
+    inputs: dict[str, Any], data: LoadedData, timeout: float | None,
+    artifact_dir: Path | None,
+) -> TinyTNASObjective:
+    from tinytnas_optuna._objective import TinyTNASObjective
+
+    hook = None
+    if artifact_dir is not None:
+        from tinytnas_optuna._dashboard import TFLiteArtifactUploader, artifact_store
+
+        hook = TFLiteArtifactUploader(artifact_store(artifact_dir))
+    try:
+        return TinyTNASObjective(
+            data.train, val=data.val, groups=data.groups,
+            budget=HardwareBudget(**inputs["budget"]), epochs=inputs["epochs"],
+            seed=inputs["seed"], timeout=timeout, metric=inputs["metric"],
+            val_fraction=inputs["val_fraction"], on_trained=hook,
+        )
+    except ValueError as exc:  # DataError included: the data cannot be prepared
+        raise UsageError(_one_line(exc)) from None
+
+
+def _search_inputs(args: argparse.Namespace, recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """The study-defining inputs: given options, else recorded ones, else defaults."""
+    rec = recorded or {}
+    if args.ram or args.flash or args.macs or not rec:
+        missing = [f"--{n}" for n in ("ram", "flash", "macs") if getattr(args, n) is None]
+        if missing and not rec:
+            raise UsageError(f"a new search needs a budget: give {', '.join(missing)} "
+                             "(e.g. --ram 20KB --flash 64KB --macs 60K)")
+        try:
+            budget = HardwareBudget(
+                ram=args.ram or rec["budget"]["ram"], flash=args.flash or rec["budget"]["flash"],
+                macs=args.macs or rec["budget"]["macs"],
+            ).to_dict()
+        except ValueError as exc:
+            raise UsageError(_one_line(exc)) from None
+    else:
+        budget = rec["budget"]
+    _positive(args.epochs, "--epochs")
+    _positive(args.trials, "--trials")
+    fraction = args.val_fraction
+    if fraction is not None and not 0 < fraction < 1:
+        raise UsageError(f"--val-fraction must be between 0 and 1, got {fraction}")
+    return {
+        "budget": budget,
+        "epochs": args.epochs or rec.get("epochs", DEFAULT_EPOCHS),
+        "seed": args.seed if args.seed is not None else rec.get("seed", DEFAULT_SEED),
+        "metric": args.metric or rec.get("metric", "accuracy"),
+        "sampler": args.sampler or rec.get("sampler", "tinytnas"),
+        "val_fraction": fraction or rec.get("val_fraction", DEFAULT_VAL_FRACTION),
+    }
+
+
+def _describe(name: str, value: Any) -> str:
+    if name == "budget" and isinstance(value, dict):
+        return str(HardwareBudget(**value))
+    return repr(value)
+
+
+def _refuse_mix(recorded: dict[str, Any], inputs: dict[str, Any], study: str) -> None:
+    for name in FIXED_INPUTS:
+        if name in recorded and recorded[name] != inputs.get(name):
+            what = {"train_sha256": "training data (sha256)",
+                    "val_sha256": "validation data (sha256)"}.get(name, name.replace("_", " "))
+            raise UsageError(
+                f"study {study!r} was created with {what} {_describe(name, recorded[name])}, "
+                f"this run has {_describe(name, inputs.get(name))}; refusing to mix "
+                "(use another --study)"
+            )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from tinytnas_optuna.datasets import cache_path, list_datasets
+    from tinytnas_optuna.datasets._builtin import INSTALL_HINT
+
+    for info in list_datasets():
+        try:
+            installed = importlib.util.find_spec(info.module) is not None
+        except (ImportError, ValueError):
+            installed = False
+        state = "cached" if cache_path(info.name).exists() else (
+            "installed" if installed else f"not installed: {INSTALL_HINT}")
+        length, channels = info.input_shape
+        print(f"{info.name}: {info.description}")
+        print(f"    {info.n_train} train / {info.n_test} test samples of {length} x {channels} "
+              f"(length x channels), {info.num_classes} classes: {', '.join(info.class_names)}")
+        print(f"    source: {info.source}")
+        print(f"    {state}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    spec = parse_storage(args.storage)
+    timeout = _parse_timeout(args.timeout)
+    study = _existing_study(spec, args.study)
+    recorded = dict(study.user_attrs) if study is not None else {}
+    if study is not None and "budget" not in recorded:
+        raise UsageError(f"study {args.study!r} exists in {spec.url} but was not created by "
+                         "`tinytnas search`; use another --study")
+    inputs = _search_inputs(args, recorded or None)
+    if inputs["sampler"] != "tinytnas" and timeout is None and args.trials is None:
+        raise UsageError(f"--sampler {inputs['sampler']} never ends by itself: give --timeout "
+                         "or --trials")
+    if study is not None and args.dataset is None and args.train is None:
+        data = _data_from_study(recorded)  # resuming with the recorded data
+    else:
+        data = load_data(args.dataset, args.train, args.val, expect=recorded or None)
+    inputs.update({k: data.record.get(k) for k in
+                   ("dataset", "train_path", "train_sha256", "val_path", "val_sha256")})
+    sampler = _make_sampler(inputs["sampler"], inputs["seed"])
+    artifact_dir = Path(args.artifact_dir or recorded.get("artifact_dir")
+                        or spec.default_artifacts()).resolve()
+    objective = _make_objective(inputs, data, timeout, artifact_dir)
+    inputs["input_shape"] = list(objective.data.input_shape)
+    inputs["label_map"] = [_plain(v) for v in objective.data.classes]
+    if study is not None:
+        _refuse_mix(recorded, inputs, args.study)
+
+    # Everything is checked: from here on the storage is written.
+    import optuna
+
+    storage = study._storage if study is not None else open_storage(spec)
+    study = optuna.create_study(storage=storage, study_name=args.study, direction="maximize",
+                                sampler=sampler, pruner=optuna.pruners.NopPruner(),
+                                load_if_exists=True)
+    if not recorded:
+        for key, value in {**inputs, "class_names": data.class_names,
+                           "artifact_dir": str(artifact_dir),
+                           "tinytnas_version": __version__}.items():
+            study.set_user_attr(key, value)
+    else:
+        # RESUME: stale trials of a crashed run are recovered here (tinytnas_optuna._recovery).
+        _recover_stale_trials(study, args.recover_older_than)
+    study.set_user_attr("timeout_seconds", timeout)
+    study.set_user_attr("search_ends_at", time.time() + timeout if timeout else None)
+    _print_start(study, inputs, data, timeout, resumed=bool(recorded))
+    return _optimize(study, objective, args, timeout=timeout, n_trials=args.trials,
+                     epochs=inputs["epochs"], metric=inputs["metric"])
+
+
+def _recover_stale_trials(study: optuna.Study, older_than: float | None) -> None:
+    """Fail the trials a crashed run left RUNNING, so the resumed search redoes them."""
+    from tinytnas_optuna._recovery import recover_stale_trials
+
+    failed = recover_stale_trials(study, older_than=older_than)
+    if failed:
+        print(f"Recovered trials left running by an earlier run (marked FAIL, to be redone): "
+              f"{', '.join(map(str, failed))}", file=sys.stderr)
+
+
+def _parse_timeout(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_seconds(text, "--timeout")
+    except ValueError as exc:
+        raise UsageError(_one_line(exc)) from None
+
+
+def _print_start(study: optuna.Study, inputs: dict[str, Any], data: LoadedData,
+                 timeout: float | None, *, resumed: bool) -> None:
+    source = inputs.get("dataset") or inputs.get("train_path")
+    done = len(study.get_trials(deepcopy=False))
+    print(f"{'Resuming' if resumed else 'Starting'} search '{study.study_name}' on {source} "
+          f"(input {inputs['input_shape'][0]} x {inputs['input_shape'][1]}, "
+          f"{len(inputs['label_map'])} classes), budget "
+          f"{HardwareBudget(**inputs['budget'])}, {inputs['epochs']} epochs per candidate, "
+          f"time bound {_fmt_seconds(timeout)}, sampler {inputs['sampler']}"
+          + (f", {done} trials recorded" if resumed else ""), file=sys.stderr, flush=True)
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def _optimize(
+    study: optuna.Study, objective: TinyTNASObjective, args: argparse.Namespace, *,
+    timeout: float | None, n_trials: int | None, epochs: int, metric: str,
+) -> int:
+    """Run the trials with progress, a clean Ctrl-C, and the summary at the end."""
+
+    from tinytnas_optuna._dashboard import DashboardCallback, publish_to_dashboard
+    from tinytnas_optuna._progress import SearchProgress
+    from tinytnas_optuna._results import summarize
+
+    interrupted = {"count": 0}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted["count"] += 1
+        if interrupted["count"] > 1:
+            raise KeyboardInterrupt
+        print("\nStopping: the training in progress keeps its completed epochs (Ctrl-C "
+              "again to abort it)", file=sys.stderr, flush=True)
+        # As if the time bound were reached: the training in flight stops after this batch.
+        objective.request_stop()
+        try:
+            study.stop()
+        except RuntimeError:
+            pass
+
+    _import_keras_quietly()  # before the live display, which its log lines would break
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    mode = args.progress
+    progress = SearchProgress(study, timeout=timeout, epochs=epochs, metric=metric,
+                              live=None if mode == "auto" else mode == "live")
+    aborted = False
+    try:
+        if mode == "none":
+            study.optimize(objective, timeout=timeout, n_trials=n_trials,
+                           callbacks=[DashboardCallback()], catch=())
+        else:
+            with progress:
+                study.optimize(objective, timeout=timeout, n_trials=n_trials,
+                               callbacks=[DashboardCallback()], catch=())
+    except KeyboardInterrupt:
+        aborted = True
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        publish_to_dashboard(study)
+    except Exception as exc:
+        print(f"tinytnas: warning: dashboard figures not saved: {_one_line(exc)}",
+              file=sys.stderr)
+    summary = summarize(study)
+    if interrupted["count"] or aborted:
+        print("Interrupted. Best so far:", file=sys.stderr)
+    print(summary)
+    return EXIT_INTERRUPTED if interrupted["count"] or aborted else 0
+
+
+def _import_keras_quietly() -> None:
+    """Import Keras/TensorFlow with their start-up log lines (written by C++ to fd 2) dropped."""
+    import re
+    import tempfile
+
+    noise = re.compile(r"^(I\d{4} .*port\.cc|WARNING: All log messages before absl)")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode(errors="replace")
+    kept = [line for line in text.splitlines() if line.strip() and not noise.match(line)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    spec = parse_storage(args.storage)
+    timeout = _parse_timeout(args.timeout)
+    study = _load_study(spec, args.study)
+    attrs = dict(study.user_attrs)
+    ends_at = attrs.get("search_ends_at")
+    if timeout is None and ends_at is not None:
+        timeout = ends_at - time.time()
+        if timeout <= 0:
+            print(f"The time bound of search '{args.study}' has passed; nothing to do "
+                  "(give --timeout to work anyway).", file=sys.stderr)
+            return 0
+    data = _data_from_study(attrs)
+    sampler = _make_sampler(attrs["sampler"], attrs["seed"])
+    artifact_dir = Path(attrs["artifact_dir"]) if attrs.get("artifact_dir") else None
+    objective = _make_objective(attrs, data, timeout, artifact_dir)
+    if list(objective.data.input_shape) != attrs["input_shape"]:
+        raise UsageError(f"the data now has input shape {objective.data.input_shape}, the "
+                         f"study recorded {tuple(attrs['input_shape'])}; refusing to mix")
+    import optuna
+
+    study = optuna.load_study(study_name=args.study, storage=study._storage, sampler=sampler,
+                              pruner=optuna.pruners.NopPruner())
+    print(f"Worker joining search '{args.study}' ({len(study.trials)} trials recorded), time "
+          f"bound {_fmt_seconds(timeout)}", file=sys.stderr, flush=True)
+    return _optimize(study, objective, args, timeout=timeout, n_trials=None,
+                     epochs=attrs["epochs"], metric=attrs["metric"])
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every trial as a flat dict: parameters, figures, metric, state (for JSON and CSV).
+
+    Args:
+        study: A study run with :class:`TinyTNASObjective`.
+
+    Returns:
+        One dict per trial, in trial order.
+    """
+    from tinytnas_optuna._progress import _outcome
+
+    metric = (study.user_attrs.get("metric") or "value")
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        curve = [v for v in t.intermediate_values.values() if not math.isnan(v)]
+        value = t.value if t.state.name == "COMPLETE" else (max(curve) if curve else None)
+        rows.append({
+            "trial": t.number,
+            "state": t.state.name,
+            "outcome": _outcome(t) if t.state.is_finished() else "running",
+            "k": t.params.get("k"),
+            "c": t.params.get("c"),
+            metric: value,
+            **{name: ua.get(name) for name in FIGURES},
+            "feasible": ua.get("feasible"),
+            "figures_method": ua.get("figures_method"),
+            "epochs_trained": ua.get("epochs_trained"),
+            "train_seconds": ua.get("train_seconds"),
+            "reused_from": ua.get("reused_from"),
+            "tflite_artifact": ua.get("tflite_artifact"),
+            "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
+            "datetime_complete": (t.datetime_complete.isoformat()
+                                  if t.datetime_complete else None),
+        })
+    return rows
+
+
+_INPUT_KEYS = ("dataset", "train_path", "train_sha256", "val_path", "val_sha256", "budget",
+               "epochs", "timeout_seconds", "seed", "metric", "sampler", "val_fraction",
+               "label_map", "class_names", "input_shape", "artifact_dir")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from tinytnas_optuna._results import summarize
+
+    spec = parse_storage(args.storage)
+    study = _load_study(spec, args.study)
+    summary = summarize(study)
+    rows = trial_rows(study)
+    if args.json:
+        inputs = {k: study.user_attrs.get(k) for k in _INPUT_KEYS}
+        best = summary.best.__dict__ if summary.best else None
+        json.dump({"study": study.study_name, "inputs": inputs, "metric": summary.metric,
+                   "best": best, "path": summary.path, "finished": summary.finished,
+                   "trained_count": summary.trained_count, "trials": rows},
+                  sys.stdout, indent=2, default=str)
+        print()
+    elif args.csv:
+        fields = list(rows[0]) if rows else ["trial"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        attrs = study.user_attrs
+        print(f"Study '{study.study_name}': {attrs.get('dataset') or attrs.get('train_path')}, "
+              f"budget {HardwareBudget(**attrs['budget'])}, {attrs.get('epochs')} epochs, "
+              f"sampler {attrs.get('sampler')}")
+        print(summary)
+    if args.plots:
+        from tinytnas_optuna._plots import save_plots
+
+        try:
+            paths = save_plots(study, args.plots)
+        except OSError as exc:
+            raise CommandFailed(f"--plots {args.plots}: {_one_line(exc)}") from None
+        print("Plots: " + ", ".join(str(p) for p in paths),
+              file=sys.stderr if (args.json or args.csv) else sys.stdout)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    spec = parse_storage(args.storage)
+    _positive(args.epochs, "--epochs")
+    _positive(args.patience, "--patience")
+    study = _load_study(spec, args.study)
+    attrs = dict(study.user_attrs)
+    from tinytnas_optuna._results import retrain_best, summarize
+
+    if summarize(study).best is None:
+        raise CommandFailed(f"study {args.study!r} has no feasible trained candidate to retrain")
+    data = _data_from_study(attrs)
+    test = data.test
+    if args.test is not None:
+        from tinytnas_optuna.datasets import DataError, load_npz
+
+        try:
+            test = load_npz(args.test, what=f"--test {args.test}")
+        except DataError as exc:
+            raise UsageError(str(exc)) from None
+        if list(test[0].shape[1:]) != attrs["input_shape"]:
+            raise UsageError(f"--test {args.test}: samples of shape {test[0].shape[1:]}, the "
+                             f"study's are {tuple(attrs['input_shape'])}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
+    print(f"Retraining the best of '{args.study}' for up to {args.epochs} epochs...",
+          file=sys.stderr, flush=True)
+    _import_keras_quietly()
+    try:
+        report = retrain_best(
+            study, data.train, val=data.val, test=test, epochs=args.epochs, out_dir=out,
+            groups=data.groups, patience=args.patience, seed=attrs.get("seed", 0),
+            class_names=attrs.get("class_names"),
+        )
+    except ValueError as exc:  # test labels outside the label map, for instance
+        raise UsageError(_one_line(exc)) from None
+    print(report)
+    print(f"Report: {out / 'report.json'}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import optuna
+
+    from tinytnas_optuna._dashboard import make_dashboard_server, publish_to_dashboard
+
+    spec = parse_storage(args.storage)
+    if not spec.exists():
+        raise UsageError(f"--storage {spec.url}: no such database file")
+    storage = open_storage(spec)
+    artifact_dir = args.artifact_dir
+    for summary in optuna.get_all_study_summaries(storage):
+        if "budget" not in summary.user_attrs:
+            continue
+        artifact_dir = artifact_dir or summary.user_attrs.get("artifact_dir")
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        try:
+            publish_to_dashboard(study)
+        except Exception as exc:
+            print(f"tinytnas: warning: figures of '{summary.study_name}' not updated: "
+                  f"{_one_line(exc)}", file=sys.stderr)
+    try:
+        server = make_dashboard_server(storage, host=args.host, port=args.port,
+                                       artifact_dir=artifact_dir)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    host, port = server.server_address[:2]
+    print(f"optuna-dashboard on http://{host}:{port}/dashboard (artifacts: "
+          f"{artifact_dir or 'none'}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+COMMANDS = {
+    "datasets": cmd_datasets,
+    "search": cmd_search,
+    "show": cmd_show,
+    "retrain": cmd_retrain,
+    "worker": cmd_worker,
+    "dashboard": cmd_dashboard,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tinytnas`` command.
+
+    Args:
+        argv: Arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status (0 done, 1 failure, 2 bad input, 130 interrupted).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or argparse's own usage error (exit 2)
+        return int(exc.code or 0)
+    if args.command != "datasets":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress shows what matters
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"tinytnas: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandFailed as exc:
+        print(f"tinytnas: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("tinytnas: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tinytnas show --csv | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
