@@ -197,6 +197,16 @@ def test_resume_with_changed_file_is_refused(
         (["--dataset", "gunpoint", *BUDGET, "--val", "x.npz"], ["--val"]),
         ([*BUDGET], ["no data"]),
         (["--train", "missing.npz", *BUDGET], ["missing.npz", "not found"]),
+        (["--dataset", "gunpoint", "--ram", "1KB", "--flash", "64KB", "--macs", "60K"],
+         ["no architecture fits", "smallest", "ram"]),
+        (["--dataset", "gunpoint", "--ram", "0", "--flash", "64KB", "--macs", "60K"],
+         ["RAM budget", "positive"]),
+        (["--dataset", "gunpoint", "--ram", "20KB", "--flash=-64KB", "--macs", "60K"],
+         ["flash budget"]),
+        (["--dataset", "gunpoint", "--ram", "20KB", "--flash", "-64KB", "--macs", "60K"],
+         ["--flash"]),
+        (["--dataset", "gunpoint", *BUDGET, "--timeout", "0s"], ["--timeout"]),
+        (["--dataset", "gunpoint", *BUDGET, "--timeout=-5m"], ["--timeout"]),
     ],
 )
 def test_search_bad_input_writes_nothing(
@@ -217,6 +227,11 @@ def test_search_bad_input_writes_nothing(
         ({"features": np.zeros((10, 50, 1)), "labels": np.arange(9) % 2}, ["10 feature rows"]),
         ({"features": np.full((10, 50), np.nan), "labels": np.arange(10) % 2}, ["NaN"]),
         ({"features": np.zeros((4, 5, 6, 7)), "labels": np.arange(4) % 2}, ["rank 4"]),
+        ({"features": np.full((10, 50), np.inf), "labels": np.arange(10) % 2}, ["Inf"]),
+        ({"features": np.zeros((10, 0, 3)), "labels": np.arange(10) % 2}, ["zero"]),
+        ({"features": np.zeros((0, 50, 3)), "labels": np.zeros(0)}, ["zero"]),
+        ({"features": np.zeros((10, 50)), "labels": np.linspace(0, 1, 10)}, ["integer"]),
+        ({"features": np.zeros((10, 50)), "labels": np.full((10, 3), 0.5)}, ["one-hot"]),
     ],
 )
 def test_search_bad_npz_writes_nothing(
@@ -236,7 +251,7 @@ def test_mutually_exclusive_data_and_bad_storage(
 ) -> None:
     code, _, err = run(capsys, "search", "--dataset", "gunpoint", "--train", "a.npz", *BUDGET,
                        "--storage", f"sqlite:///{tmp_path / 't.db'}", "--study", "s")
-    assert code == 2 and "not allowed with argument" in err
+    assert_refused(code, err, "not allowed with argument")
     code, _, err = run(capsys, "search", "--dataset", "gunpoint", *BUDGET, "--storage",
                        f"sqlite:///{tmp_path / 'no' / 't.db'}", "--study", "s")
     assert_refused(code, err, "does not exist")
@@ -244,6 +259,10 @@ def test_mutually_exclusive_data_and_bad_storage(
                        "sqlite:///:memory:", "--study", "s")
     assert_refused(code, err, "in-memory")
     assert list(tmp_path.iterdir()) == []
+    # A database server nobody listens on: a one-line failure, nothing anywhere.
+    code, _, err = run(capsys, "search", "--dataset", "gunpoint", *BUDGET, "--storage",
+                       "postgresql+psycopg://u:p@127.0.0.1:9/nodb", "--study", "s")
+    assert code != 0 and "cannot open storage" in err and len(err.strip().splitlines()) == 1
 
 
 # -- show -------------------------------------------------------------------------------------

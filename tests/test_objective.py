@@ -191,3 +191,6 @@ def test_bad_input_is_refused(motions):
     with pytest.raises(ValueError, match="timeout"):
         tt.TinyTNASObjective((motions.x_train, motions.y_train), budget=PAPER_BUDGET,
                              timeout=0)
+    tiny = tt.HardwareBudget(ram="2KB", flash="64KB", macs="60K")
+    with pytest.raises(ValueError, match=r"no architecture fits.*smallest.*ram \d"):
+        tt.TinyTNASObjective((motions.x_train, motions.y_train), budget=tiny)

@@ -302,11 +302,40 @@ class TinyTNASObjective:
         self.int8_io = int8_io
         self.on_trained = on_trained
         self._deadline: float | None = None
+        self.check_budget_reachable()
 
     @property
     def deadline(self) -> float | None:
         """``time.monotonic()`` at which the time bound ends (None before the first call)."""
         return self._deadline
+
+    def check_budget_reachable(self) -> None:
+        """Refuse a budget that no candidate of the ranges can fit, before any trial.
+
+        The smallest networks have the smallest ``k`` (every figure grows with the width); each
+        ``c`` is checked at that ``k`` with the analytic estimate (MACs exact, RAM and flash within
+        1% of the measured figures, so a 2% margin avoids refusing a borderline fit).
+
+        Raises:
+            ValueError: Naming the smallest figures found.
+        """
+        from tinytnas_optuna._hardware import estimate_profile
+
+        k = self.k_range[0]
+        profiles = {c: estimate_profile(self.architecture(k, c), int8_io=self.int8_io)
+                    for c in range(self.c_range[0], self.c_range[1] + 1)}
+        slack = {"ram": 1.02, "flash": 1.02, "macs": 1.0}
+        if any(all(getattr(p, n) <= getattr(self.budget, n) * slack[n] for n in FIGURES)
+               for p in profiles.values()):
+            return
+        smallest = ", ".join(
+            f"{n} {min(getattr(p, n) for p in profiles.values()):,}" for n in FIGURES
+        )
+        raise ValueError(
+            f"no architecture fits the budget ({self.budget}): the smallest candidates "
+            f"(k={k}, c {self.c_range[0]}..{self.c_range[1]}) need at least {smallest} "
+            "(analytic estimate)"
+        )
 
     def architecture(self, k: int, c: int) -> Architecture:
         """The network ``(k, c)`` builds for this data.

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tinytnas_optuna import __version__
 from tinytnas_optuna._budget import FIGURES, HardwareBudget, parse_seconds
@@ -84,9 +84,19 @@ def _one_line(message: object) -> str:
 # -- argument parsing ---------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``tinytnas: error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("tinytnas").strip()
+        where = f" {command}" if command else ""
+        self.exit(EXIT_USAGE, f"tinytnas: error: {_one_line(message)} (see tinytnas{where} "
+                              "--help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tinytnas",
         description="TinyTNAS: hardware-aware architecture search for time-series "
                     "classification on microcontrollers, run with Optuna.",
@@ -424,24 +434,25 @@ def _make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 def _make_objective(
     inputs: dict[str, Any], data: LoadedData, timeout: float | None,
-    artifact_dir: Path | None,
 ) -> TinyTNASObjective:
     from tinytnas_optuna._objective import TinyTNASObjective
 
-    hook = None
-    if artifact_dir is not None:
-        from tinytnas_optuna._dashboard import TFLiteArtifactUploader, artifact_store
-
-        hook = TFLiteArtifactUploader(artifact_store(artifact_dir))
     try:
         return TinyTNASObjective(
             data.train, val=data.val, groups=data.groups,
             budget=HardwareBudget(**inputs["budget"]), epochs=inputs["epochs"],
             seed=inputs["seed"], timeout=timeout, metric=inputs["metric"],
-            val_fraction=inputs["val_fraction"], on_trained=hook,
+            val_fraction=inputs["val_fraction"],
         )
     except ValueError as exc:  # DataError included: the data cannot be prepared
         raise UsageError(_one_line(exc)) from None
+
+
+def _upload_artifacts(objective: TinyTNASObjective, artifact_dir: Path) -> None:
+    """Attach each trained model's int8 .tflite to its trial (creates the artifact folder)."""
+    from tinytnas_optuna._dashboard import TFLiteArtifactUploader, artifact_store
+
+    objective.on_trained = TFLiteArtifactUploader(artifact_store(artifact_dir))
 
 
 def _search_inputs(args: argparse.Namespace, recorded: dict[str, Any] | None) -> dict[str, Any]:
@@ -544,14 +555,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     sampler = _make_sampler(inputs["sampler"], inputs["seed"])
     artifact_dir = Path(args.artifact_dir or recorded.get("artifact_dir")
                         or spec.default_artifacts()).resolve()
-    objective = _make_objective(inputs, data, timeout, artifact_dir)
+    objective = _make_objective(inputs, data, timeout)
     inputs["input_shape"] = list(objective.data.input_shape)
     inputs["label_map"] = [_plain(v) for v in objective.data.classes]
     if study is not None:
         _refuse_mix(recorded, inputs, args.study)
 
-    # Everything is checked: from here on the storage is written.
+    # Everything is checked: from here on the storage (and the artifact folder) is written.
     import optuna
+
+    _upload_artifacts(objective, artifact_dir)
 
     storage = study._storage if study is not None else open_storage(spec)
     study = optuna.create_study(storage=storage, study_name=args.study, direction="maximize",
@@ -701,10 +714,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     data = _data_from_study(attrs)
     sampler = _make_sampler(attrs["sampler"], attrs["seed"])
     artifact_dir = Path(attrs["artifact_dir"]) if attrs.get("artifact_dir") else None
-    objective = _make_objective(attrs, data, timeout, artifact_dir)
+    objective = _make_objective(attrs, data, timeout)
     if list(objective.data.input_shape) != attrs["input_shape"]:
         raise UsageError(f"the data now has input shape {objective.data.input_shape}, the "
                          f"study recorded {tuple(attrs['input_shape'])}; refusing to mix")
+    if artifact_dir is not None:
+        _upload_artifacts(objective, artifact_dir)
     import optuna
 
     study = optuna.load_study(study_name=args.study, storage=study._storage, sampler=sampler,
