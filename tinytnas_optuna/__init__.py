@@ -36,7 +36,30 @@ _EXPORTS = {
     "SearchProgress": "_progress",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Architecture",
+    "architecture",
+    "build_model",
+    "DashboardCallback",
+    "HardwareAwarePruner",
+    "HardwareBudget",
+    "HardwareProfile",
+    "MeasurementError",
+    "plot_accuracy_vs_figures",
+    "plot_search_path",
+    "profile_model",
+    "publish_to_dashboard",
+    "recover_stale_trials",
+    "retrain_best",
+    "RetrainReport",
+    "save_plots",
+    "SearchProgress",
+    "SearchSummary",
+    "summarize",
+    "TFLiteArtifactUploader",
+    "TinyTNASObjective",
+    "TinyTNASSampler",
+]
 
 if TYPE_CHECKING:
     from tinytnas_optuna._budget import HardwareBudget
