@@ -154,14 +154,16 @@ def test_same_seed_same_trial_sequence(motions):
 def test_hardware_aware_pruner_and_other_samplers(motions):
     objective = tt.TinyTNASObjective(
         (motions.x_train, motions.y_train), val=(motions.x_test, motions.y_test),
-        budget=PAPER_BUDGET, epochs=2, seed=0,
+        budget=PAPER_BUDGET, epochs=2, seed=0, k_range=(2, 24),  # mostly feasible
     )
     pruner = tt.HardwareAwarePruner(PAPER_BUDGET, base=optuna.pruners.MedianPruner())
     for sampler in (optuna.samplers.RandomSampler(seed=0), optuna.samplers.TPESampler(seed=0),
+                    optuna.samplers.GPSampler(seed=0, n_startup_trials=2),
                     optuna.samplers.NSGAIISampler(seed=0)):
         study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
         study.optimize(objective, n_trials=4)
         assert len(study.trials) == 4
+        assert any(t.user_attrs["epochs_trained"] > 0 for t in study.trials), sampler
         for t in study.trials:
             assert {"ram", "flash", "macs", "feasible"} <= set(t.user_attrs)
             # The three named ones, and the legacy list optuna-dashboard reads.
