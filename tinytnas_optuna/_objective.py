@@ -237,6 +237,10 @@ class TinyTNASObjective:
     the figures as user attrs and as Optuna constraints ``ram``, ``flash``, ``macs`` (relative
     excess, <= 0 fits), and then either prunes it untrained (infeasible) or trains it.
 
+    .. note::
+        Each epoch is reported, so the study's pruner applies. ``optuna.create_study`` defaults to
+        ``MedianPruner``; pass ``pruner=optuna.pruners.NopPruner()`` for full trainings.
+
     Args:
         train: ``(features, labels)``; features ``(N, L, C)`` or ``(N, L)``.
         val: Optional ``(features, labels)`` for validation.
