@@ -648,7 +648,8 @@ def build_report(cfg: dict[str, Any], samplers: list[str], references: dict[str,
                 f"| {_span([p['rejection_seconds'] for p in per], lambda v: f'{v:.1f}')} "
                 f"| {_span([p['elapsed'] for p in per], lambda v: f'{v:.0f}')} |"
             )
-        lines += ["", f"![anytime {name}](samplers_{label}_anytime_{slug(name)}.png)", ""]
+        lines += ["", *_anytime_table(ds_data["samplers"], cfg["time_bound"]), "",
+                  f"![anytime {name}](samplers_{label}_anytime_{slug(name)}.png)", ""]
         losses += _diagnose_losses(name, summary, ref, runs)
         data["datasets"][name] = ds_data
 
@@ -669,6 +670,24 @@ def build_report(cfg: dict[str, Any], samplers: list[str], references: dict[str,
         "",
     ]
     return {"markdown": "\n".join(lines), "data": data}
+
+
+def _anytime_table(per_sampler: dict[str, list[dict[str, Any]]], bound: float) -> list[str]:
+    """The anytime curves as text: median best feasible validation accuracy at fixed times."""
+    marks = [t for t in (5, 10, 20, 30, 45, 60, 90, 120, 150, 240, 300) if t < bound] + [bound]
+    rows = ["Anytime: median (over seeds) best feasible validation accuracy (%) found by each "
+            "time (s); - = nothing feasible trained yet.", "",
+            "| sampler | " + " | ".join(f"{t:g} s" for t in marks) + " |",
+            "|---|" + "---|" * len(marks)]
+    for sampler, per in per_sampler.items():
+        cells = []
+        for t in marks:
+            at = [max((v for s, v in p["curve"] if s <= t), default=None) for p in per]
+            # A seed with nothing trained yet counts as missing, not as 0 %.
+            cells.append(_pct(_med([v for v in at if v is not None]))
+                         if sum(v is not None for v in at) * 2 > len(at) else "-")
+        rows.append(f"| {SAMPLER_NAMES[sampler]} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def _diagnose_losses(name: str, summary: dict[str, dict[str, Any]], ref: dict[str, Any],

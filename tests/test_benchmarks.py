@@ -51,7 +51,7 @@ def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
 
     md = (out / "samplers_quick.md").read_text()
     assert "python benchmarks/compare_samplers.py --quick" in md
-    assert "2 cores" in md or "cores" in md
+    assert f"{len(os.sched_getaffinity(0))} cores" in md
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     for name in SAMPLERS:
         assert any(line.startswith(f"| {name} |") for line in rows), name

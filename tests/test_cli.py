@@ -56,7 +56,18 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     code = main(["search", "--dataset", "gunpoint", *BUDGET, "--timeout", "12s", "--epochs",
                  "1", "--storage", url, "--study", "gp", "--progress", "plain"])
     assert code == 0
-    return {"url": url, "folder": folder, "seconds": time.monotonic() - start}
+    seconds = time.monotonic() - start
+    # Read now: the resume and worker tests below record their own time bounds.
+    attrs = dict(optuna.load_study(study_name="gp", storage=url).user_attrs)
+    return {"url": url, "folder": folder, "seconds": seconds, "attrs": attrs}
+
+
+def grew_or_finished(url: str, study: str, before: int) -> bool:
+    """More trials than before, or a greedy search with nothing left to try."""
+    from tinytnas_optuna import summarize
+
+    loaded = optuna.load_study(study_name=study, storage=url)
+    return len(loaded.trials) > before or summarize(loaded).finished
 
 
 @pytest.fixture
@@ -108,7 +119,7 @@ def test_datasets_lists_builtin_with_shapes(capsys: pytest.CaptureFixture[str]) 
 
 def test_search_records_inputs_and_dashboard_data(searched: dict[str, object]) -> None:
     study = optuna.load_study(study_name="gp", storage=str(searched["url"]))
-    attrs = study.user_attrs
+    attrs = searched["attrs"]
     assert attrs["dataset"] == "gunpoint"
     assert attrs["budget"] == {"ram": 20480, "flash": 65536, "macs": 60000}
     assert attrs["epochs"] == 1 and attrs["seed"] == 0 and attrs["metric"] == "accuracy"
@@ -141,7 +152,7 @@ def test_resume_continues_with_recorded_inputs(
                          "--progress", "none")
     assert code == 0, err
     assert "Resuming search 'gp' on gunpoint" in err and "Best:" in out
-    assert trial_count(url, "gp") >= before
+    assert grew_or_finished(url, "gp", before)
 
 
 @pytest.mark.parametrize(
@@ -151,6 +162,9 @@ def test_resume_continues_with_recorded_inputs(
         (["--dataset", "basicmotions"], ["dataset", "refusing to mix"]),
         (["--epochs", "3"], ["epochs", "refusing to mix"]),
         (["--metric", "balanced_accuracy"], ["metric", "refusing to mix"]),
+        (["--val", "x.npz"], ["--val needs --train"]),
+        (["--artifact-dir", "elsewhere"], ["stores its models in", "elsewhere"]),
+        (["--recover-older-than", "-5"], ["--recover-older-than", ">= 0"]),
     ],
 )
 def test_resume_with_other_inputs_is_refused(
@@ -207,6 +221,8 @@ def test_resume_with_changed_file_is_refused(
          ["--flash"]),
         (["--dataset", "gunpoint", *BUDGET, "--timeout", "0s"], ["--timeout"]),
         (["--dataset", "gunpoint", *BUDGET, "--timeout=-5m"], ["--timeout"]),
+        (["--dataset", "gunpoint", *BUDGET, "--recover-older-than", "nan"],
+         ["--recover-older-than"]),
     ],
 )
 def test_search_bad_input_writes_nothing(
@@ -375,7 +391,31 @@ def test_worker_joins_and_stops_at_its_bound(
     assert code == 0, err
     assert "Worker joining search 'gp'" in err and "Best:" in out
     assert time.monotonic() - start < 30
-    assert trial_count(url, "gp") >= before
+    assert grew_or_finished(url, "gp", before)
+
+
+def test_worker_without_any_end_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A random-sampler search bounded by --trials records no end time: a worker with no
+    # --timeout would run forever.
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    code, _, err = run(capsys, "search", "--dataset", "gunpoint", *BUDGET, "--epochs", "1",
+                       "--sampler", "random", "--trials", "1", "--storage", url, "--study", "r",
+                       "--progress", "none")
+    assert code == 0, err
+    before = trial_count(url, "r")
+    code, _, err = run(capsys, "worker", "--storage", url, "--study", "r")
+    assert_refused(code, err, "never ends by itself", "--timeout")
+    assert trial_count(url, "r") == before
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_dashboard_bad_port_is_refused(
+    searched: dict[str, object], capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    code, _, err = run(capsys, "dashboard", "--storage", str(searched["url"]), "--port", port)
+    assert_refused(code, err, "port")
 
 
 # -- Ctrl-C -------------------------------------------------------------------------------------

@@ -136,10 +136,16 @@ def test_int8_io_input_type(trained_like_model):
 def test_representative_data_is_used(trained_like_model):
     import numpy as np
 
+    from tinytnas_optuna._export import input_quantization
+
     data = np.random.default_rng(3).normal(size=(20, 187, 1)).astype("float32")
-    from_array = hw.convert_int8(trained_like_model, data)
-    from_pairs = hw.convert_int8(trained_like_model, ((x, 0) for x in data))
-    assert len(from_array) == len(from_pairs) == len(hw.convert_int8(trained_like_model))
+    from_array = input_quantization(hw.convert_int8(trained_like_model, data))
+    from_pairs = input_quantization(hw.convert_int8(trained_like_model, ((x, 0) for x in data)))
+    wider = input_quantization(hw.convert_int8(trained_like_model, 10 * data))
+    # The input's int8 scale is calibrated on the data: the same data gives the same scale,
+    # data ten times wider a scale about ten times larger.
+    assert from_array == pytest.approx(from_pairs)
+    assert 5 < wider[0] / from_array[0] < 20
 
 
 def test_failures_raise_and_never_return_numbers():

@@ -19,6 +19,13 @@ _EXPORTS = {
     "HardwareProfile": "_hardware",
     "MeasurementError": "_hardware",
     "profile_model": "_hardware",
+    "profile_architecture": "_hardware",
+    "estimate_profile": "_hardware",
+    "convert_int8": "_hardware",
+    "profile_cache_info": "_hardware",
+    "clear_profile_cache": "_hardware",
+    "PreparedData": "_objective",
+    "CandidateRecord": "_results",
     "TinyTNASSampler": "_sampler",
     "TinyTNASObjective": "_objective",
     "HardwareAwarePruner": "_pruner",
@@ -38,43 +45,65 @@ _EXPORTS = {
 
 __all__ = [
     "Architecture",
-    "architecture",
-    "build_model",
+    "CandidateRecord",
     "DashboardCallback",
     "HardwareAwarePruner",
     "HardwareBudget",
     "HardwareProfile",
     "MeasurementError",
+    "PreparedData",
+    "RetrainReport",
+    "SearchProgress",
+    "SearchSummary",
+    "TFLiteArtifactUploader",
+    "TinyTNASObjective",
+    "TinyTNASSampler",
+    "architecture",
+    "build_model",
+    "clear_profile_cache",
+    "convert_int8",
+    "estimate_profile",
     "plot_accuracy_vs_figures",
     "plot_search_path",
+    "profile_architecture",
+    "profile_cache_info",
     "profile_model",
     "publish_to_dashboard",
     "recover_stale_trials",
     "retrain_best",
-    "RetrainReport",
     "save_plots",
-    "SearchProgress",
-    "SearchSummary",
     "summarize",
-    "TFLiteArtifactUploader",
-    "TinyTNASObjective",
-    "TinyTNASSampler",
 ]
 
 if TYPE_CHECKING:
     from tinytnas_optuna._budget import HardwareBudget
-    from tinytnas_optuna._hardware import HardwareProfile, MeasurementError, profile_model
     from tinytnas_optuna._dashboard import (
         DashboardCallback,
         TFLiteArtifactUploader,
         publish_to_dashboard,
     )
-    from tinytnas_optuna._objective import TinyTNASObjective
+    from tinytnas_optuna._hardware import (
+        HardwareProfile,
+        MeasurementError,
+        clear_profile_cache,
+        convert_int8,
+        estimate_profile,
+        profile_architecture,
+        profile_cache_info,
+        profile_model,
+    )
+    from tinytnas_optuna._objective import PreparedData, TinyTNASObjective
     from tinytnas_optuna._plots import plot_accuracy_vs_figures, plot_search_path, save_plots
     from tinytnas_optuna._progress import SearchProgress
     from tinytnas_optuna._pruner import HardwareAwarePruner
     from tinytnas_optuna._recovery import recover_stale_trials
-    from tinytnas_optuna._results import RetrainReport, SearchSummary, retrain_best, summarize
+    from tinytnas_optuna._results import (
+        CandidateRecord,
+        RetrainReport,
+        SearchSummary,
+        retrain_best,
+        summarize,
+    )
     from tinytnas_optuna._sampler import TinyTNASSampler
     from tinytnas_optuna._space import Architecture, architecture, build_model
 

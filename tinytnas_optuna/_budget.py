@@ -25,7 +25,7 @@ _SECOND_UNITS = {"": 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
-def _parse(value: int | float | str, units: dict[str, int], what: str, examples: str) -> float:
+def _parse(value: float | str, units: dict[str, int], what: str, examples: str) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{what}: expected a number or a string such as {examples}, got {value!r}")
     if isinstance(value, (int, float)):
@@ -67,7 +67,7 @@ def parse_count(value: int | str, what: str = "count") -> int:
     return math.ceil(_parse(value, _COUNT_UNITS, what, '"60K", "1.5M" or 60000'))
 
 
-def parse_seconds(value: int | float | str, what: str = "duration") -> float:
+def parse_seconds(value: float | str, what: str = "duration") -> float:
     """Parse a duration: ``"90s"``, ``"10m"``, ``"1.5h"`` or a number of seconds.
 
     Args:

@@ -18,7 +18,9 @@ class HardwareAwarePruner(BasePruner):
 
     The figures are the trial's user attrs ``ram``, ``flash`` and ``macs`` (as
     :class:`TinyTNASObjective` records them before training). A trial without them is judged by
-    ``base`` alone.
+    ``base`` alone. :class:`TinyTNASObjective` itself rejects an infeasible candidate before its
+    first report, so this pruner matters for objectives of your own that record the figures and
+    then report epochs; with :class:`TinyTNASObjective` it behaves as ``base``.
 
     Args:
         budget: The hardware budget.
@@ -49,6 +51,15 @@ class HardwareAwarePruner(BasePruner):
         )
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
+        """Optuna's pruner hook.
+
+        Args:
+            study: The study.
+            trial: The running trial.
+
+        Returns:
+            True when the trial is over budget or ``base`` prunes it.
+        """
         if self.over_budget(trial):
             return True
         return self.base.prune(study, trial)

@@ -180,7 +180,8 @@ def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) ->
     measured = [r for r in records if r.ram is not None]
     smallest = {name: min(getattr(r, name) for r in measured) for name in FIGURES} if measured \
         else {}
-    metric = (study.metric_names or ["accuracy"])[0] if study.metric_names else "accuracy"
+    metric = (study.metric_names[0] if study.metric_names
+              else study.user_attrs.get("metric", "accuracy"))
     return SearchSummary(metric, best, len(trained), path, finished, trained, infeasible,
                          smallest, other)
 
@@ -255,6 +256,7 @@ def retrain_best(
     epochs: int = 500,
     out_dir: str | Path,
     groups: np.ndarray | None = None,
+    val_fraction: float = 0.15,
     patience: int = 20,
     restarts: int = 3,
     metric: str = "accuracy",
@@ -278,6 +280,7 @@ def retrain_best(
         epochs: Maximum epochs.
         out_dir: Where ``model.tflite``, the C files and ``report.json`` go.
         groups: Group ids for the validation split when ``val`` is None.
+        val_fraction: Held-out share when ``val`` is None (use the search's).
         patience: Early-stopping patience in epochs.
         restarts: Trainings from different initial weights; the best on ``val`` is kept.
         metric: Validation metric for checkpointing and early stopping.
@@ -289,6 +292,10 @@ def retrain_best(
 
     Returns:
         The :class:`RetrainReport` (also written as ``report.json``).
+
+    Raises:
+        ValueError: Bad arguments, no feasible trained candidate, or test data that does not
+            match the training data (``DataError``).
     """
     import keras
 
@@ -304,7 +311,16 @@ def retrain_best(
     if summary.best is None:
         raise ValueError("the study has no feasible trained candidate to retrain")
     k, c = summary.best.k, summary.best.c
-    data = prepare_data(train, val, groups=groups, seed=seed)
+    data = prepare_data(train, val, groups=groups, val_fraction=val_fraction, seed=seed)
+    # Checked before hours of training, not after.
+    if test is not None:
+        x_eval, y_raw = validate_arrays(*test, what="test")
+        x_eval = data.standardise(x_eval)
+        y_eval = _encode_like(y_raw, data.classes, DataError)
+        evaluated_on = "test"
+    else:
+        x_eval, y_eval, evaluated_on = data.x_val, data.y_val, "val"
+
     recipe = training_recipe(len(data.y_train))
     best_curve: list[float] = []
     model = None
@@ -325,14 +341,6 @@ def retrain_best(
             model, best_curve = candidate, curve
     assert model is not None
     curve = best_curve
-
-    if test is not None:
-        x_eval, y_raw = validate_arrays(*test, what="test")
-        x_eval = data.standardise(x_eval)
-        y_eval = _encode_like(y_raw, data.classes, DataError)
-        evaluated_on = "test"
-    else:
-        x_eval, y_eval, evaluated_on = data.x_val, data.y_val, "val"
 
     rng = np.random.default_rng(seed)
     rep = data.x_train[rng.choice(len(data.x_train), min(200, len(data.x_train)), replace=False)]

@@ -147,8 +147,8 @@ def _parser() -> argparse.ArgumentParser:
                              f"{DEFAULT_VAL_FRACTION})")
     search.add_argument("--artifact-dir", metavar="DIR",
                         help="where each trained model's .tflite is stored for the dashboard "
-                             "(default: <database>-artifacts beside a SQLite file, else "
-                             "./tinytnas-artifacts)")
+                             "(default: <file>-artifacts beside a SQLite or journal file, "
+                             "else ./tinytnas-artifacts)")
     search.add_argument("--recover-older-than", type=float, metavar="SECONDS",
                         help="on resume, mark FAIL only the trials left running for longer "
                              "than this (default: all; use it while other workers run on a "
@@ -200,10 +200,21 @@ def _parser() -> argparse.ArgumentParser:
                                       "artifacts, the summary notes and the search's figures.")
     storage_args(dash, study=False)
     dash.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    dash.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dash.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     dash.add_argument("--artifact-dir", metavar="DIR",
                       help="artifact folder (default: the one the search recorded)")
     return parser
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port number."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return port
 
 
 def _progress_args(p: argparse.ArgumentParser) -> None:
@@ -477,6 +488,9 @@ def _search_inputs(args: argparse.Namespace, recorded: dict[str, Any] | None) ->
     fraction = args.val_fraction
     if fraction is not None and not 0 < fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {fraction}")
+    older = args.recover_older_than
+    if older is not None and not (math.isfinite(older) and older >= 0):
+        raise UsageError(f"--recover-older-than must be a number of seconds >= 0, got {older}")
     return {
         "budget": budget,
         "epochs": args.epochs or rec.get("epochs", DEFAULT_EPOCHS),
@@ -547,6 +561,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"--sampler {inputs['sampler']} never ends by itself: give --timeout "
                          "or --trials")
     if study is not None and args.dataset is None and args.train is None:
+        if args.val is not None:
+            raise UsageError("--val needs --train (a resumed search otherwise uses the data it "
+                             "recorded)")
         data = _data_from_study(recorded)  # resuming with the recorded data
     else:
         data = load_data(args.dataset, args.train, args.val, expect=recorded or None)
@@ -555,6 +572,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     sampler = _make_sampler(inputs["sampler"], inputs["seed"])
     artifact_dir = Path(args.artifact_dir or recorded.get("artifact_dir")
                         or spec.default_artifacts()).resolve()
+    if recorded.get("artifact_dir") and artifact_dir != Path(recorded["artifact_dir"]):
+        # The dashboard and workers read the recorded folder: models stored elsewhere are lost.
+        raise UsageError(f"study {args.study!r} stores its models in {recorded['artifact_dir']}; "
+                         f"--artifact-dir {args.artifact_dir} would split them (leave it out)")
     objective = _make_objective(inputs, data, timeout)
     inputs["input_shape"] = list(objective.data.input_shape)
     inputs["label_map"] = [_plain(v) for v in objective.data.classes]
@@ -575,6 +596,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                            "artifact_dir": str(artifact_dir),
                            "tinytnas_version": __version__}.items():
             study.set_user_attr(key, value)
+        _set_metric_name(study, inputs["metric"])
     else:
         # RESUME: stale trials of a crashed run are recovered here (tinytnas_optuna._recovery).
         _recover_stale_trials(study, args.recover_older_than)
@@ -583,6 +605,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     _print_start(study, inputs, data, timeout, resumed=bool(recorded))
     return _optimize(study, objective, args, timeout=timeout, n_trials=args.trials,
                      epochs=inputs["epochs"], metric=inputs["metric"])
+
+
+def _set_metric_name(study: optuna.Study, metric: str) -> None:
+    """Name the objective value (shown by optuna-dashboard and ``tinytnas show``)."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric])
 
 
 def _recover_stale_trials(study: optuna.Study, older_than: float | None) -> None:
@@ -656,11 +689,11 @@ def _optimize(
     try:
         if mode == "none":
             study.optimize(objective, timeout=timeout, n_trials=n_trials,
-                           callbacks=[DashboardCallback()], catch=())
+                           callbacks=[DashboardCallback()], catch=(Exception,))
         else:
             with progress:
                 study.optimize(objective, timeout=timeout, n_trials=n_trials,
-                               callbacks=[DashboardCallback()], catch=())
+                               callbacks=[DashboardCallback()], catch=(Exception,))
     except KeyboardInterrupt:
         aborted = True
     finally:
@@ -711,6 +744,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             print(f"The time bound of search '{args.study}' has passed; nothing to do "
                   "(give --timeout to work anyway).", file=sys.stderr)
             return 0
+    if timeout is None and attrs["sampler"] != "tinytnas":
+        raise UsageError(f"search {args.study!r} uses --sampler {attrs['sampler']}, which never "
+                         "ends by itself, and has no time bound: give --timeout")
     data = _data_from_study(attrs)
     sampler = _make_sampler(attrs["sampler"], attrs["seed"])
     artifact_dir = Path(attrs["artifact_dir"]) if attrs.get("artifact_dir") else None
@@ -843,7 +879,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         report = retrain_best(
             study, data.train, val=data.val, test=test, epochs=args.epochs, out_dir=out,
             groups=data.groups, patience=args.patience, seed=attrs.get("seed", 0),
-            class_names=attrs.get("class_names"),
+            class_names=attrs.get("class_names"), metric=attrs.get("metric", "accuracy"),
+            val_fraction=attrs.get("val_fraction", DEFAULT_VAL_FRACTION),
         )
     except ValueError as exc:  # test labels outside the label map, for instance
         raise UsageError(_one_line(exc)) from None
@@ -930,6 +967,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `tinytnas show --csv | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except Exception as exc:  # anything unforeseen: still one line, not a traceback
+        if os.environ.get("TINYTNAS_DEBUG"):
+            raise
+        print(f"tinytnas: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
 
 

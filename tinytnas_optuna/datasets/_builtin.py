@@ -6,6 +6,7 @@ import importlib.util
 import os
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,7 +373,7 @@ def _read_cache(path: Path, info: DatasetInfo) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, KeyError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         warnings.warn(f"ignoring unreadable dataset cache {path}: {exc}", stacklevel=3)
         return None
     if _shape_problem(arrays, info):
