@@ -56,6 +56,12 @@ def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
     for name in SAMPLERS:
         assert any(line.startswith(f"| {name} |") for line in rows), name
     assert "## Where TinyTNASSampler loses" in md
+    # The anytime table: one row per sampler, best-so-far never decreasing over time.
+    anytime = md.split("Anytime:")[1].split("![anytime")[0]
+    for name in SAMPLERS:
+        (row,) = [line for line in anytime.splitlines() if line.startswith(f"| {name} |")]
+        cells = [float(c) for c in row.strip("| ").split(" | ")[1:] if c != "-"]
+        assert cells and cells == sorted(cells), row
     assert (out / "samplers_quick_anytime_gunpoint.png").stat().st_size > 5_000
     ref = json.loads((out / "reference_gunpoint_e1_coarse.json").read_text())
     assert ref["feasible"] > 5 and ref["best"]["value"] is not None
@@ -80,7 +86,8 @@ def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
     # Everything is cached: the same command again only rebuilds the report.
     _, again = _quick(out)
     assert again < 60
-    assert (out / "samplers_quick.md").read_text().count("| TinyTNAS |") == 1
+    assert (out / "samplers_quick.md").read_text().count("| TinyTNAS |") == md.count(
+        "| TinyTNAS |") == 2  # the results table and the anytime table, not duplicated
 
 
 @pytest.mark.timeout(240)
