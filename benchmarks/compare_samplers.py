@@ -708,22 +708,30 @@ def _diagnose_losses(name: str, summary: dict[str, dict[str, Any]], ref: dict[st
             if ours[key] is None or other[key] is None or other[key] <= ours[key]:
                 continue
             reasons = []
-            for k, c in other["picks"]:
-                if (k, c) in ours["picks"]:
-                    continue
-                if (k, c) not in visited:
-                    reasons.append(
-                        f"({k},{c}) (val {_pct(ref_values.get((k, c)))}) is never proposed by "
-                        f"the greedy path, which only visits widths k, 2k and k + i*floor(k/4) "
-                        f"around accepted candidates and stops after {ours['per'][0]['trained']}"
-                        f" trainings")
-                else:
-                    reasons.append(f"({k},{c}) was visited by TinyTNAS too but not kept")
+            off_path = [f"({k},{c}) (val {_pct(ref_values.get((k, c)))})"
+                        for k, c in other["picks"]
+                        if (k, c) not in ours["picks"] and (k, c) not in visited]
+            on_path = [f"({k},{c})" for k, c in other["picks"]
+                       if (k, c) not in ours["picks"] and (k, c) in visited]
+            if off_path:
+                reasons.append(
+                    f"{' and '.join(off_path)} {'is' if len(off_path) == 1 else 'are'} never "
+                    f"proposed by the greedy path, which only visits widths k, 2k and "
+                    f"k + i*floor(k/4) around accepted candidates and stops after "
+                    f"{ours['per'][0]['trained']} trainings")
+            if on_path:
+                reasons.append(f"{' and '.join(on_path)} {'was' if len(on_path) == 1 else 'were'}"
+                               " visited by TinyTNAS too but not kept")
             if key == "test" and other["val"] is not None and ours["val"] is not None \
                     and other["val"] <= ours["val"]:
                 reasons.append("the other pick has lower or equal validation accuracy: "
                                "validation and test rank these networks differently, so no "
                                "search on validation accuracy could have aimed for it")
+            if key == "val" and ours["test"] is not None and other["test"] is not None \
+                    and other["test"] <= ours["test"]:
+                reasons.append(
+                    f"the win does not carry over to the test split: int8 test "
+                    f"{_pct(other['test'])} vs TinyTNAS {_pct(ours['test'])}")
             if key == "val" and ours["t_stop"] is not None:
                 same_time = other["val_at_stop"]
                 reasons.append(
