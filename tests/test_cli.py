@@ -517,3 +517,30 @@ def test_plots_and_plotly_figures(tmp_path: Path) -> None:
     assert {t.name for t in acc.data} >= {"trained", "Pareto front", "rejected (over budget)"}
     assert {t.name for t in path.data} >= {"trained", "rejected (over budget)", "accepted path"}
     assert pareto_front([(3, 0.9), (1, 0.5), (2, 0.4), (3, 0.8)]) == [1, 0]
+
+
+def test_every_view_counts_candidates_the_same_way() -> None:
+    # A candidate stopped early by a learning-curve pruner is "pruned" in `show`, the progress
+    # display, `show --json` and the dashboard note alike, and its best epoch competes for best.
+    from optuna.distributions import IntDistribution
+
+    from tinytnas_optuna import summarize
+    from tinytnas_optuna._dashboard import summary_note
+    from tinytnas_optuna._progress import snapshot
+    from tinytnas_optuna.cli import trial_rows
+
+    study = synthetic_study()
+    dists = {"k": IntDistribution(2, 1024, log=True), "c": IntDistribution(0, 4)}
+    figures = {"ram": 7500, "flash": 9500, "macs": 12000, "feasible": True, "epochs_trained": 2}
+    study.add_trial(optuna.trial.create_trial(
+        params={"k": 6, "c": 3}, distributions=dists, state=optuna.trial.TrialState.PRUNED,
+        user_attrs=figures, intermediate_values={0: 0.82, 1: 0.85}))
+    summary = summarize(study)
+    snap = snapshot(study)
+    outcomes = [row["outcome"] for row in trial_rows(study)]
+    assert outcomes == ["trained", "infeasible", "running", "pruned"]
+    assert summary.trained_count == snap.trained == 1
+    assert snap.pruned == 1 and snap.rejected == len(summary.infeasible) == 1
+    assert summary.best.trial == snap.best.trial == 3
+    note = summary_note(study)
+    assert "Trained 1, stopped early by the pruner 1, rejected for the budget 1" in note

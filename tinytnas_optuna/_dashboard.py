@@ -158,10 +158,13 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
         for name in FIGURES:
             limit = f"{data.budget[name]:,}" if data.budget else "?"
             lines.append(f"| {FIGURE_LABELS[name]} | {getattr(b, name):,} | {limit} |")
+    # The same counts as `summarize` and the progress display (one classification: trial_state).
+    trained = sum(r.state == "trained" for r in data.scored)
+    pruned = sum(r.state == "pruned" for r in data.scored)
     lines += [
         "",
-        f"Trained {len(data.scored)}, rejected for the budget {len(data.infeasible)}, "
-        f"visited {len(data.visits)}.",
+        f"Trained {trained}" + (f", stopped early by the pruner {pruned}" if pruned else "")
+        + f", rejected for the budget {len(data.infeasible)}, visited {len(data.visits)}.",
         "",
         "Search path: " + (" → ".join(f"({k},{c})" for k, c in data.path) or "(none yet)"),
     ]

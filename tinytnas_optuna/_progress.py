@@ -8,7 +8,9 @@ ended, a candidate finished).
 
 from __future__ import annotations
 
+import io
 import math
+import os
 import shutil
 import sys
 import threading
@@ -53,9 +55,23 @@ class Snapshot:
     rejected: int = 0
     reused: int = 0
     failed: int = 0
+    pruned: int = 0
     running: list[Candidate] = field(default_factory=list)
     best: Candidate | None = None
     finished: list[tuple[Candidate, str]] = field(default_factory=list)
+
+
+def _dup_stderr() -> TextIO | None:
+    """A stream on a copy of file descriptor 2, or None when stderr has no descriptor.
+
+    The measurement redirects fd 2 for a moment to read TFLM's allocator report; the display
+    writes through its own copy so that its lines are never caught in that capture.
+    """
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None  # e.g. a test's in-memory capture
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
 
 
 def _candidate(t: FrozenTrial) -> Candidate:
@@ -65,17 +81,6 @@ def _candidate(t: FrozenTrial) -> Candidate:
     return Candidate(t.number, t.params.get("k"), t.params.get("c"), ua.get("ram"),
                      ua.get("flash"), ua.get("macs"), int(ua.get("epochs_trained", 0)), value,
                      ua.get("feasible"))
-
-
-def _outcome(t: FrozenTrial) -> str:
-    ua = t.user_attrs
-    if ua.get("feasible") is False:
-        return "rejected"
-    if t.state == TrialState.COMPLETE:
-        return "reused" if "reused_from" in ua else "trained"
-    if t.state == TrialState.PRUNED:
-        return "trained" if t.intermediate_values else "interrupted"
-    return "failed" if t.state == TrialState.FAIL else t.state.name.lower()
 
 
 def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
@@ -88,8 +93,10 @@ def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
     Returns:
         The :class:`Snapshot`.
     """
+    from tinytnas_optuna._results import trial_state
+
     trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-    counts = {"trained": 0, "rejected": 0, "reused": 0, "failed": 0}
+    counts = {"trained": 0, "infeasible": 0, "reused": 0, "failed": 0, "pruned": 0}
     running, finished = [], []
     best: Candidate | None = None
     for t in sorted(trials, key=lambda t: t.number):
@@ -98,18 +105,19 @@ def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
             continue
         if not t.state.is_finished():
             continue
-        outcome = _outcome(t)
+        outcome = trial_state(t)
         if outcome in counts:
             counts[outcome] += 1
         cand = _candidate(t)
         if t.number >= since:
             finished.append((cand, outcome))
-        if outcome == "trained" and cand.value is not None and (
+        # The same best as `summarize`: a pruned candidate counts with its best epoch.
+        if outcome in ("trained", "pruned") and cand.value is not None and (
             best is None or cand.value > (best.value or -math.inf)
         ):
             best = cand
-    return Snapshot(counts["trained"], counts["rejected"], counts["reused"], counts["failed"],
-                    running, best, finished)
+    return Snapshot(counts["trained"], counts["infeasible"], counts["reused"], counts["failed"],
+                    counts["pruned"], running, best, finished)
 
 
 def _clock(seconds: float) -> str:
@@ -148,7 +156,8 @@ class SearchProgress:
         self.timeout = timeout
         self.epochs = epochs
         self.metric = metric
-        self.stream = stream or sys.stderr
+        self._own_stream = _dup_stderr() if stream is None else None
+        self.stream: TextIO = stream or self._own_stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.interval = interval
         self._start = time.monotonic()
@@ -179,6 +188,9 @@ class SearchProgress:
         if self.live and self._drawn:
             self.stream.write("\n")
             self.stream.flush()
+        if self._own_stream is not None:
+            self._own_stream.close()
+            self._own_stream = None
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -219,6 +231,7 @@ class SearchProgress:
         lines = [
             f"tinytnas search '{self.study.study_name}'  elapsed {self._elapsed()}{bar}",
             f"  trained {snap.trained}  rejected (over budget) {snap.rejected}"
+            + (f"  pruned {snap.pruned}" if snap.pruned else "")
             + (f"  reused {snap.reused}" if snap.reused else "")
             + (f"  failed {snap.failed}" if snap.failed else ""),
         ]
@@ -268,9 +281,9 @@ class SearchProgress:
             if cand.trial in self._seen_finished:
                 continue
             self._seen_finished.add(cand.trial)
-            if outcome == "rejected":
+            if outcome == "infeasible":
                 text = "rejected: over budget, not trained"
-            elif cand.value is not None and outcome in ("trained", "reused"):
+            elif cand.value is not None and outcome in ("trained", "pruned", "reused"):
                 text = f"{outcome}: {self.metric} {cand.value:.4f}"
             else:
                 text = outcome

@@ -119,21 +119,36 @@ def _n(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
+def trial_state(t: optuna.trial.FrozenTrial) -> str:
+    """What happened to a candidate; the one classification every view uses.
+
+    Args:
+        t: A trial of :class:`TinyTNASObjective`.
+
+    Returns:
+        ``"infeasible"`` (over budget, never trained), ``"trained"`` (all its epochs, or cut by
+        the time bound), ``"pruned"`` (stopped early by a learning-curve pruner), ``"reused"``
+        (an earlier trial's network), ``"interrupted"`` (time bound before training),
+        ``"failed"``, or the Optuna state in lower case (``"running"``, ``"waiting"``).
+    """
+    ua = t.user_attrs
+    if ua.get("feasible") is False:
+        return "infeasible"
+    if t.state == TrialState.COMPLETE:
+        return "reused" if "reused_from" in ua else "trained"
+    if t.state == TrialState.PRUNED:
+        return "pruned" if t.intermediate_values else "interrupted"
+    if t.state == TrialState.FAIL:
+        return "failed"
+    return t.state.name.lower()
+
+
 def _record(t: optuna.trial.FrozenTrial) -> CandidateRecord | None:
     cand = trial_candidate(t)
     if cand is None:
         return None
     ua = t.user_attrs
-    if ua.get("feasible") is False:
-        state = "infeasible"
-    elif t.state == TrialState.COMPLETE:
-        state = "reused" if "reused_from" in ua else "trained"
-    elif t.state == TrialState.PRUNED:
-        state = "pruned" if t.intermediate_values else "interrupted"
-    elif t.state == TrialState.FAIL:
-        state = "failed"
-    else:
-        state = t.state.name.lower()
+    state = trial_state(t)
     value = t.value if t.state == TrialState.COMPLETE else (
         max(t.intermediate_values.values()) if t.intermediate_values else None
     )

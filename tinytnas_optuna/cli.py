@@ -775,7 +775,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     Returns:
         One dict per trial, in trial order.
     """
-    from tinytnas_optuna._progress import _outcome
+    from tinytnas_optuna._results import trial_state
 
     metric = (study.user_attrs.get("metric") or "value")
     rows = []
@@ -786,7 +786,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         rows.append({
             "trial": t.number,
             "state": t.state.name,
-            "outcome": _outcome(t) if t.state.is_finished() else "running",
+            "outcome": trial_state(t),
             "k": t.params.get("k"),
             "c": t.params.get("c"),
             metric: value,
