@@ -71,7 +71,7 @@ def _dup_stderr() -> TextIO | None:
         fd = os.dup(sys.stderr.fileno())
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return None  # e.g. a test's in-memory capture
-    return open(fd, "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="replace")
 
 
 def _candidate(t: FrozenTrial) -> Candidate:
