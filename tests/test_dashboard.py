@@ -39,6 +39,12 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
                  "--macs", "60K", "--timeout", "8s", "--epochs", "1", "--storage", url,
                  "--study", "gp", "--progress", "none"])
     assert code == 0
+    # A second search in the same storage, with its own artifact folder and metric.
+    code = main(["search", "--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB",
+                 "--macs", "60K", "--timeout", "5s", "--epochs", "1", "--storage", url,
+                 "--study", "other", "--metric", "balanced_accuracy", "--artifact-dir",
+                 str(folder / "other-artifacts"), "--progress", "none"])
+    assert code == 0
     return url
 
 
@@ -131,3 +137,18 @@ def test_browser_shows_trials_with_figures_and_artifact(
     page.goto(f"{dashboard}/dashboard/studies/{study_id}")
     page.get_by_text("search path over (k, c)").first.wait_for(timeout=30_000)
     assert "against hardware figures" in page.inner_text("body")
+
+
+def test_every_search_of_the_storage_serves_its_artifacts(dashboard: str) -> None:
+    # Two searches recorded two artifact folders; the dashboard serves both, with each metric.
+    studies = get_json(f"{dashboard}/api/studies")["study_summaries"]
+    for name, metric in (("gp", "accuracy"), ("other", "balanced_accuracy")):
+        summary = next(s for s in studies if s["study_name"] == name)
+        detail = get_json(f"{dashboard}/api/studies/{summary['study_id']}?after=0")
+        assert detail["objective_names"] == [metric]
+        trial = next(t for t in detail["trials"] if t["artifacts"])
+        artifact = trial["artifacts"][0]
+        url = (f"{dashboard}/artifacts/{summary['study_id']}/{trial['trial_id']}/"
+               f"{artifact['artifact_id']}")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read()[4:8] == b"TFL3", name

@@ -17,7 +17,7 @@ import math
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,8 @@ from tinytnas_optuna._budget import FIGURES, HardwareBudget
 from tinytnas_optuna._plots import FIGURE_LABELS, PlotData, pareto_front, plot_data
 
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from wsgiref.simple_server import WSGIServer
 
     import plotly.graph_objects as go
@@ -292,12 +294,47 @@ def artifact_store(path: str | Path) -> Any:
     return FileSystemArtifactStore(str(path))
 
 
+class _ArtifactFolders:
+    """Several artifact folders as one store: reads try each folder, writes go to the first.
+
+    One storage can hold several searches, each with its own artifact folder, while
+    optuna-dashboard takes a single artifact store.
+    """
+
+    def __init__(self, folders: Sequence[str | Path]) -> None:
+        self._stores = [artifact_store(folder) for folder in folders]
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        for store in self._stores:
+            try:
+                return store.open_reader(artifact_id)
+            except ArtifactNotFound:
+                continue
+        raise ArtifactNotFound(f"artifact {artifact_id} is in none of the artifact folders")
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        self._stores[0].write(artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        for store in self._stores:
+            try:
+                store.remove(artifact_id)
+                return
+            except ArtifactNotFound:
+                continue
+        raise ArtifactNotFound(f"artifact {artifact_id} is in none of the artifact folders")
+
+
 def make_dashboard_server(
     storage: str | optuna.storages.BaseStorage,
     *,
     host: str = "127.0.0.1",
     port: int = 8080,
-    artifact_dir: str | Path | None = None,
+    artifact_dir: str | Path | Sequence[str | Path] | None = None,
 ) -> WSGIServer:
     """An optuna-dashboard HTTP server (threaded wsgiref) on a storage, with its artifacts.
 
@@ -307,7 +344,8 @@ def make_dashboard_server(
         storage: Storage URL or object.
         host: Interface to listen on (loopback by default).
         port: Port; 0 picks a free one (read it from ``server.server_port``).
-        artifact_dir: Folder of the :class:`FileSystemArtifactStore` the search wrote to.
+        artifact_dir: Folder of the :class:`FileSystemArtifactStore` the search wrote to, or
+            several folders (searches of one storage that recorded different ones).
 
     Returns:
         The server.
@@ -324,6 +362,7 @@ def make_dashboard_server(
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    store = artifact_store(artifact_dir) if artifact_dir is not None else None
+    folders = [artifact_dir] if isinstance(artifact_dir, (str, Path)) else list(artifact_dir or [])
+    store = _ArtifactFolders(folders) if folders else None
     app = wsgi(storage, artifact_store=store)
     return make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)

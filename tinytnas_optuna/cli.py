@@ -202,7 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     dash.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     dash.add_argument("--artifact-dir", metavar="DIR",
-                      help="artifact folder (default: the one the search recorded)")
+                      help="artifact folder, where uploads go (default: the folders the "
+                           "searches recorded, all served)")
     return parser
 
 
@@ -898,25 +899,34 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if not spec.exists():
         raise UsageError(f"--storage {spec.url}: no such database file")
     storage = open_storage(spec)
-    artifact_dir = args.artifact_dir
+    # Every search's folder (a storage can hold several); --artifact-dir first, where uploads go.
+    folders = [args.artifact_dir] if args.artifact_dir else []
     for summary in optuna.get_all_study_summaries(storage):
         if "budget" not in summary.user_attrs:
             continue
-        artifact_dir = artifact_dir or summary.user_attrs.get("artifact_dir")
+        recorded = summary.user_attrs.get("artifact_dir")
+        if recorded and recorded not in folders:
+            folders.append(recorded)
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         try:
             publish_to_dashboard(study)
         except Exception as exc:
             print(f"tinytnas: warning: figures of '{summary.study_name}' not updated: "
                   f"{_one_line(exc)}", file=sys.stderr)
+    for folder in folders:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"artifact folder {folder}: {exc.strerror}") from None
     try:
         server = make_dashboard_server(storage, host=args.host, port=args.port,
-                                       artifact_dir=artifact_dir)
+                                       artifact_dir=folders)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     host, port = server.server_address[:2]
     print(f"optuna-dashboard on http://{host}:{port}/dashboard (artifacts: "
-          f"{artifact_dir or 'none'}); Ctrl-C to stop", file=sys.stderr, flush=True)
+          f"{', '.join(map(str, folders)) or 'none'}); Ctrl-C to stop", file=sys.stderr,
+          flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
