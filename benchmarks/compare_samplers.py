@@ -615,8 +615,8 @@ def build_report(cfg: dict[str, Any], samplers: list[str], references: dict[str,
                 st["elapsed"] = run["elapsed"]
                 st["finished"] = run["finished"]
                 st["seed"] = seed
-                st["val_at_tinytnas_stop"] = None if t_stop is None else max(
-                    (v for t, v in st["curve"] if t <= t_stop), default=None)
+                st["val_at_tinytnas_stop"] = None if t_stop is None else _best_by(
+                    st["curve"], t_stop)
                 per.append(st)
             ds_data["samplers"][sampler] = per
             picks = sorted({p["pick"] for p in per if p["pick"]})
@@ -672,6 +672,11 @@ def build_report(cfg: dict[str, Any], samplers: list[str], references: dict[str,
     return {"markdown": "\n".join(lines), "data": data}
 
 
+def _best_by(curve: list[tuple[float, float]], seconds: float) -> float | None:
+    """The best value an anytime curve had reached at ``seconds`` (None before its first)."""
+    return max((v for t, v in curve if t <= seconds), default=None)
+
+
 def _anytime_table(per_sampler: dict[str, list[dict[str, Any]]], bound: float) -> list[str]:
     """The anytime curves as text: median best feasible validation accuracy at fixed times."""
     marks = [t for t in (5, 10, 20, 30, 45, 60, 90, 120, 150, 240, 300) if t < bound] + [bound]
@@ -682,7 +687,7 @@ def _anytime_table(per_sampler: dict[str, list[dict[str, Any]]], bound: float) -
     for sampler, per in per_sampler.items():
         cells = []
         for t in marks:
-            at = [max((v for s, v in p["curve"] if s <= t), default=None) for p in per]
+            at = [_best_by(p["curve"], t) for p in per]
             # A seed with nothing trained yet counts as missing, not as 0 %.
             cells.append(_pct(_med([v for v in at if v is not None]))
                          if sum(v is not None for v in at) * 2 > len(at) else "-")

@@ -108,10 +108,7 @@ def publish_to_dashboard(
     from optuna_dashboard import save_note, save_plotly_graph_object
 
     data = plot_data(study, budget=budget)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if study.metric_names != [data.metric]:
-            study.set_metric_names([data.metric])
+    set_metric_name(study, data.metric)
     note = summary_note(study, data)
     save_note(study, note)
     _note_best_trial(study, data, note)
@@ -134,6 +131,20 @@ def _note_best_trial(study: optuna.Study, data: PlotData, note: str) -> None:
                   f"Was the best so far; superseded by trial {data.best.trial}.")
     save_note(optuna.Trial(study, best_id), note)
     storage.set_study_system_attr(study_id, _NOTED_BEST_ATTR, data.best.trial)
+
+
+def set_metric_name(study: optuna.Study, metric: str) -> None:
+    """Name the objective value (optuna-dashboard and ``tinytnas show`` display it).
+
+    Args:
+        study: The study.
+        metric: The validation metric's name.
+    """
+    if study.metric_names == [metric]:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric])
 
 
 def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
@@ -305,25 +316,21 @@ class _ArtifactFolders:
         self._stores = [artifact_store(folder) for folder in folders]
 
     def open_reader(self, artifact_id: str) -> BinaryIO:
-        from optuna.artifacts.exceptions import ArtifactNotFound
-
-        for store in self._stores:
-            try:
-                return store.open_reader(artifact_id)
-            except ArtifactNotFound:
-                continue
-        raise ArtifactNotFound(f"artifact {artifact_id} is in none of the artifact folders")
+        return self._first("open_reader", artifact_id)
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         self._stores[0].write(artifact_id, content_body)
 
     def remove(self, artifact_id: str) -> None:
+        self._first("remove", artifact_id)
+
+    def _first(self, method: str, artifact_id: str) -> Any:
+        """Call ``method`` on the first folder that holds the artifact."""
         from optuna.artifacts.exceptions import ArtifactNotFound
 
         for store in self._stores:
             try:
-                store.remove(artifact_id)
-                return
+                return getattr(store, method)(artifact_id)
             except ArtifactNotFound:
                 continue
         raise ArtifactNotFound(f"artifact {artifact_id} is in none of the artifact folders")

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from tinytnas_optuna._hardware import HardwareProfile
 
 METRICS = ("accuracy", "balanced_accuracy")
+#: Held-out share of the training data when no validation set is given.
+VAL_FRACTION = 0.15
 # Seconds between looks at the storage while waiting for another worker's identical candidate.
 _POLL_SECONDS = 0.5
 
@@ -83,7 +85,7 @@ def prepare_data(
     val: tuple[np.ndarray, np.ndarray] | None = None,
     *,
     groups: np.ndarray | None = None,
-    val_fraction: float = 0.15,
+    val_fraction: float = VAL_FRACTION,
     seed: int = 0,
 ) -> PreparedData:
     """Validate, encode labels jointly, split off validation if needed, and standardise.
@@ -273,7 +275,7 @@ class TinyTNASObjective:
         seed: int | None = None,
         timeout: float | None = None,
         groups: np.ndarray | None = None,
-        val_fraction: float = 0.15,
+        val_fraction: float = VAL_FRACTION,
         metric: str = "accuracy",
         k_range: tuple[int, int] = K_RANGE,
         c_range: tuple[int, int] = C_RANGE,

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from optuna.trial import TrialState
 
+from tinytnas_optuna._results import trial_state
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
@@ -93,8 +95,6 @@ def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
     Returns:
         The :class:`Snapshot`.
     """
-    from tinytnas_optuna._results import trial_state
-
     trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
     counts = {"trained": 0, "infeasible": 0, "reused": 0, "failed": 0, "pruned": 0}
     running, finished = [], []

@@ -12,6 +12,7 @@ import numpy as np
 from optuna.trial import TrialState
 
 from tinytnas_optuna._budget import FIGURES
+from tinytnas_optuna._objective import VAL_FRACTION
 from tinytnas_optuna._sampler import TinyTNASSampler, trial_candidate
 
 if TYPE_CHECKING:
@@ -271,7 +272,7 @@ def retrain_best(
     epochs: int = 500,
     out_dir: str | Path,
     groups: np.ndarray | None = None,
-    val_fraction: float = 0.15,
+    val_fraction: float = VAL_FRACTION,
     patience: int = 20,
     restarts: int = 3,
     metric: str = "accuracy",

@@ -597,7 +597,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                            "artifact_dir": str(artifact_dir),
                            "tinytnas_version": __version__}.items():
             study.set_user_attr(key, value)
-        _set_metric_name(study, inputs["metric"])
+        from tinytnas_optuna._dashboard import set_metric_name
+
+        set_metric_name(study, inputs["metric"])
     else:
         # RESUME: stale trials of a crashed run are recovered here (tinytnas_optuna._recovery).
         _recover_stale_trials(study, args.recover_older_than)
@@ -606,17 +608,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     _print_start(study, inputs, data, timeout, resumed=bool(recorded))
     return _optimize(study, objective, args, timeout=timeout, n_trials=args.trials,
                      epochs=inputs["epochs"], metric=inputs["metric"])
-
-
-def _set_metric_name(study: optuna.Study, metric: str) -> None:
-    """Name the objective value (shown by optuna-dashboard and ``tinytnas show``)."""
-    import warnings
-
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([metric])
 
 
 def _recover_stale_trials(study: optuna.Study, older_than: float | None) -> None:
