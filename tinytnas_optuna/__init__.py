@@ -24,15 +24,15 @@ _EXPORTS = {
     "convert_int8": "_hardware",
     "profile_cache_info": "_hardware",
     "clear_profile_cache": "_hardware",
-    "PreparedData": "_objective",
+    "PreparedData": "_training",
     "CandidateRecord": "_results",
     "TinyTNASSampler": "_sampler",
     "TinyTNASObjective": "_objective",
     "HardwareAwarePruner": "_pruner",
     "summarize": "_results",
     "SearchSummary": "_results",
-    "retrain_best": "_results",
-    "RetrainReport": "_results",
+    "retrain_best": "_retrain",
+    "RetrainReport": "_retrain",
     "recover_stale_trials": "_recovery",
     "save_plots": "_plots",
     "plot_accuracy_vs_figures": "_plots",
@@ -92,20 +92,16 @@ if TYPE_CHECKING:
         profile_cache_info,
         profile_model,
     )
-    from tinytnas_optuna._objective import PreparedData, TinyTNASObjective
+    from tinytnas_optuna._objective import TinyTNASObjective
     from tinytnas_optuna._plots import plot_accuracy_vs_figures, plot_search_path, save_plots
     from tinytnas_optuna._progress import SearchProgress
     from tinytnas_optuna._pruner import HardwareAwarePruner
     from tinytnas_optuna._recovery import recover_stale_trials
-    from tinytnas_optuna._results import (
-        CandidateRecord,
-        RetrainReport,
-        SearchSummary,
-        retrain_best,
-        summarize,
-    )
+    from tinytnas_optuna._results import CandidateRecord, SearchSummary, summarize
+    from tinytnas_optuna._retrain import RetrainReport, retrain_best
     from tinytnas_optuna._sampler import TinyTNASSampler
     from tinytnas_optuna._space import Architecture, architecture, build_model
+    from tinytnas_optuna._training import PreparedData
 
 
 def __getattr__(name: str) -> Any:

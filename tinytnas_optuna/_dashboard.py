@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
     from optuna.artifacts._protocol import ArtifactStore
 
-    from tinytnas_optuna._objective import PreparedData
+    from tinytnas_optuna._training import PreparedData
 
 #: Study user attr where ``tinytnas search`` records the artifact folder.
 ARTIFACT_DIR_ATTR = "artifact_dir"

@@ -651,6 +651,7 @@ def convert_and_profile(
     representative_data: Iterable[Any] | np.ndarray | None,
     *,
     int8_io: bool = False,
+    calibration_samples: int = 100,
 ) -> tuple[bytes, HardwareProfile]:
     """Convert a (trained) model and measure the very bytes returned; never cached.
 
@@ -658,6 +659,7 @@ def convert_and_profile(
         model: The Keras model to export.
         representative_data: Calibration samples (see :func:`convert_int8`).
         int8_io: int8 instead of float32 input/output.
+        calibration_samples: How many of them the converter calibrates on.
 
     Returns:
         ``(tflite_bytes, profile)`` with ``profile.flash == len(tflite_bytes)``.
@@ -666,7 +668,8 @@ def convert_and_profile(
         MeasurementError: When conversion or TFLM fails.
     """
     with _LOCK:
-        model_bytes = _convert(model, representative_data, int8_io, True, samples=100)
+        model_bytes = _convert(model, representative_data, int8_io, True,
+                               samples=calibration_samples)
         return model_bytes, _profile_bytes(model_bytes, int8_io)
 
 

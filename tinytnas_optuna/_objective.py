@@ -7,11 +7,9 @@ and records everything the sampler, the dashboard and :func:`summarize` read.
 
 from __future__ import annotations
 
-import math
 import time
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,214 +19,23 @@ from optuna.trial import TrialState
 from tinytnas_optuna._budget import FIGURES, HardwareBudget
 from tinytnas_optuna._recovery import heartbeat_enabled, recover_stale_trials
 from tinytnas_optuna._space import C_RANGE, K_RANGE, Architecture, architecture
-from tinytnas_optuna.datasets import encode_labels, split_train_val, validate_arrays
+from tinytnas_optuna._training import (
+    METRICS,
+    VAL_FRACTION,
+    PreparedData,
+    Schedule,
+    TrainResult,
+    chance_rate,
+    prepare_data,
+    score,
+    search_schedule,
+)
 
 if TYPE_CHECKING:
     from tinytnas_optuna._hardware import HardwareProfile
 
-METRICS = ("accuracy", "balanced_accuracy")
-#: Held-out share of the training data when no validation set is given.
-VAL_FRACTION = 0.15
 # Seconds between looks at the storage while waiting for another worker's identical candidate.
 _POLL_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """Training data as the search uses it: standardised, labels encoded 0..K-1.
-
-    Attributes:
-        x_train: ``(N, L, C)`` float32, standardised per channel with train statistics.
-        y_train: ``(N,)`` int64 in 0..K-1.
-        x_val: Validation features, standardised with the same statistics.
-        y_val: Validation labels.
-        classes: ``classes[i]`` is the original label of class ``i`` (the label map).
-        mean: Per-channel mean subtracted before training (firmware must do the same).
-        std: Per-channel standard deviation divided by.
-    """
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    classes: tuple[Any, ...]
-    mean: np.ndarray
-    std: np.ndarray
-
-    @property
-    def input_shape(self) -> tuple[int, int]:
-        """``(L, C)``."""
-        return int(self.x_train.shape[1]), int(self.x_train.shape[2])
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes K."""
-        return len(self.classes)
-
-    def standardise(self, x: np.ndarray) -> np.ndarray:
-        """Apply the training standardisation to other features (e.g. a test set).
-
-        Args:
-            x: ``(N, L, C)`` or ``(N, L)`` features.
-
-        Returns:
-            Standardised float32 ``(N, L, C)``.
-        """
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim == 2:
-            x = x[..., None]
-        return ((x - self.mean) / self.std).astype(np.float32)
-
-
-def prepare_data(
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray] | None = None,
-    *,
-    groups: np.ndarray | None = None,
-    val_fraction: float = VAL_FRACTION,
-    seed: int = 0,
-) -> PreparedData:
-    """Validate, encode labels jointly, split off validation if needed, and standardise.
-
-    Args:
-        train: ``(features, labels)``; labels integers of any values, or one-hot.
-        val: Optional ``(features, labels)``; without it a stratified seeded split of train.
-        groups: Optional group id per training sample (e.g. subject): a split keeps each group
-            on one side, since overlapping windows of one subject on both sides inflate accuracy.
-        val_fraction: Share of train held out when ``val`` is None.
-        seed: Seed of the split.
-
-    Returns:
-        The :class:`PreparedData`.
-    """
-    x, y = validate_arrays(*train, what="train")
-    if val is not None:
-        xv, yv = validate_arrays(*val, what="val")
-        if xv.shape[1:] != x.shape[1:]:
-            raise ValueError(f"val features have shape {xv.shape[1:]}, train {x.shape[1:]}")
-        (y, yv), classes = encode_labels(y, yv)
-    else:
-        (y,), classes = encode_labels(y)
-        if groups is not None and len(groups) != len(y):
-            raise ValueError(f"groups has {len(groups)} entries for {len(y)} training samples")
-        tr, va = split_train_val(y, fraction=val_fraction, seed=seed, groups=groups)
-        x, xv, y, yv = x[tr], x[va], y[tr], y[va]
-    mean = x.mean(axis=(0, 1))
-    # A constant channel would divide by zero: leave it unscaled.
-    std = np.where(x.std(axis=(0, 1)) > 1e-8, x.std(axis=(0, 1)), 1.0)
-    x = ((x - mean) / std).astype(np.float32)
-    xv = ((xv - mean) / std).astype(np.float32)
-    return PreparedData(x, y.astype(np.int64), xv, yv.astype(np.int64), tuple(classes),
-                        mean.astype(np.float32), std.astype(np.float32))
-
-
-def score(y_true: np.ndarray, y_pred: np.ndarray, metric: str, num_classes: int) -> float:
-    """Accuracy, or balanced accuracy (mean recall over the classes present).
-
-    Args:
-        y_true: True labels 0..K-1.
-        y_pred: Predicted labels.
-        metric: ``"accuracy"`` or ``"balanced_accuracy"``.
-        num_classes: K.
-
-    Returns:
-        The metric in [0, 1].
-    """
-    if metric == "accuracy":
-        return float(np.mean(y_true == y_pred))
-    recalls = [np.mean(y_pred[y_true == k] == k) for k in range(num_classes) if np.any(y_true == k)]
-    return float(np.mean(recalls))
-
-
-def training_recipe(n_samples: int) -> tuple[int, float]:
-    """Batch size and learning rate for a search training on ``n_samples`` examples.
-
-    Larger batches cut Keras's per-step overhead (the search's main cost); the learning rate
-    grows with the square root of the batch (from the original's 32 at 1e-3) to keep progress
-    per epoch. Small sets keep enough steps per epoch (>= ~30).
-
-    Args:
-        n_samples: Training set size.
-
-    Returns:
-        ``(batch_size, learning_rate)``.
-    """
-    batch = 2 ** round(math.log2(max(32, min(256, n_samples / 30))))
-    return batch, 1e-3 * math.sqrt(batch / 32)
-
-
-def fit(
-    model: Any,
-    data: PreparedData,
-    *,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    metric: str = "accuracy",
-    stop: Callable[[], bool] | None = None,
-    on_epoch: Any = None,
-    seed: int = 0,
-    callbacks: Sequence[Any] = (),
-    restore_best: bool = False,
-) -> tuple[list[float], bool]:
-    """Train a model, scoring validation after each epoch; stop when ``stop()`` says so.
-
-    Args:
-        model: An uncompiled Keras model.
-        data: Prepared data.
-        epochs: Maximum epochs.
-        batch_size: Batch size.
-        learning_rate: Adam learning rate.
-        metric: Validation metric.
-        stop: Asked after every batch (the time bound); True stops training mid-epoch, and the
-            cut epoch is not scored.
-        on_epoch: ``callable(epoch, value) -> bool``; returning True stops training (a pruner).
-        seed: Seed for weights and shuffling.
-        callbacks: More Keras callbacks; they see the validation metric as ``val_metric``.
-        restore_best: Leave the model with the weights of its best validation epoch.
-
-    Returns:
-        ``(curve, cut)``: validation metric of each completed epoch, and whether ``stop`` cut
-        the training.
-    """
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        # Several steps per call of the compiled function: less Python overhead per batch.
-        steps_per_execution=8,
-    )
-    curve: list[float] = []
-    state: dict[str, Any] = {"cut": False, "best": None}
-
-    class _Track(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            if stop is not None and stop():
-                state["cut"] = True
-                self.model.stop_training = True
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            if state["cut"]:
-                return
-            value = score(data.y_val, _predict(self.model, data.x_val), metric, data.num_classes)
-            if logs is not None:
-                logs["val_metric"] = value  # for EarlyStopping / ReduceLROnPlateau
-            if restore_best and (not curve or value > max(curve)):
-                state["best"] = self.model.get_weights()
-            curve.append(value)
-            if on_epoch is not None and on_epoch(epoch, value):
-                self.model.stop_training = True
-            if stop is not None and stop():
-                state["cut"] = True
-                self.model.stop_training = True
-
-    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
-              verbose=0, callbacks=[_Track(), *callbacks])
-    if restore_best and state["best"] is not None:
-        model.set_weights(state["best"])
-    return curve, state["cut"]
 
 
 class TinyTNASObjective:
@@ -247,7 +54,10 @@ class TinyTNASObjective:
         train: ``(features, labels)``; features ``(N, L, C)`` or ``(N, L)``.
         val: Optional ``(features, labels)`` for validation.
         budget: The :class:`HardwareBudget`.
-        epochs: Epochs per candidate.
+        steps: Gradient steps per candidate training (default
+            :data:`~tinytnas_optuna._training.SEARCH_STEPS`), warm-up then cosine decay.
+        epochs: Instead of ``steps``: this many passes over the training data per candidate
+            (an explicit override; the step default ranks networks at any data size).
         seed: Seed for the split and for each candidate's training (derived from ``(k, c)`` so a
             candidate's accuracy does not depend on which worker trains it or when).
         timeout: Seconds from this objective's first call in this process after which any
@@ -257,8 +67,8 @@ class TinyTNASObjective:
         metric: ``"accuracy"`` or ``"balanced_accuracy"``.
         k_range: Inclusive range of ``k``.
         c_range: Inclusive range of ``c``.
-        batch_size: Override the batch size of :func:`training_recipe`.
-        learning_rate: Override its learning rate.
+        batch_size: Override the batch size of the search schedule.
+        learning_rate: Override its peak learning rate.
         int8_io: Measure the model with int8 input/output instead of float32.
         on_trained: ``callable(trial, model, data)`` called after each training that completed
             at least one epoch, with the trained Keras model and the :class:`PreparedData`
@@ -271,7 +81,8 @@ class TinyTNASObjective:
         *,
         val: tuple[np.ndarray, np.ndarray] | None = None,
         budget: HardwareBudget,
-        epochs: int = 5,
+        steps: int | None = None,
+        epochs: int | None = None,
         seed: int | None = None,
         timeout: float | None = None,
         groups: np.ndarray | None = None,
@@ -286,8 +97,9 @@ class TinyTNASObjective:
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        for name, value in (("steps", steps), ("epochs", epochs)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         if not isinstance(budget, HardwareBudget):
@@ -296,17 +108,18 @@ class TinyTNASObjective:
         self.data = prepare_data(train, val, groups=groups, val_fraction=val_fraction,
                                  seed=self.seed)
         self.budget = budget
-        self.epochs = int(epochs)
-        self.timeout = timeout
         self.metric = metric
         self.k_range = k_range
         self.c_range = c_range
-        recipe = training_recipe(len(self.data.y_train))
-        self.batch_size = batch_size or recipe[0]
-        self.learning_rate = learning_rate or recipe[1]
+        # Sized on what one training sees: a fold's training part under cross-validation.
+        self.schedule: Schedule = search_schedule(
+            len(self.data.splits()[0].y_train), steps=steps, epochs=epochs,
+            batch_size=batch_size, learning_rate=learning_rate)
+        self.timeout = timeout
         self.int8_io = int8_io
         self.on_trained = on_trained
         self._deadline: float | None = None
+        self._recorded = False
         self.check_budget_reachable()
 
     @property
@@ -377,6 +190,7 @@ class TinyTNASObjective:
             self._deadline = now + self.timeout
         k = trial.suggest_int("k", *self.k_range, log=True)
         c = trial.suggest_int("c", *self.c_range)
+        self._record_validation(trial.study)
         self._stop_if_out_of_time(trial)
         arch = self.architecture(k, c)
         trial.set_user_attr("widths", list(arch.widths) + [arch.dense])
@@ -396,6 +210,33 @@ class TinyTNASObjective:
         if reused is not None:
             return reused
         return self._train(trial, arch, k, c)
+
+    def validation_facts(self) -> dict[str, Any]:
+        """How candidates are validated and what predicting the majority class would score.
+
+        Returns:
+            ``validation`` (``"holdout"`` or ``"<k>-fold"``), ``validation_size`` (series
+            validated per candidate), ``chance_rate`` (the metric of always predicting the
+            majority class: its share for accuracy, 1/K for balanced accuracy),
+            ``majority_rate`` (the majority class's share), ``steps_per_candidate``.
+        """
+        y = self.data.validation_labels
+        return {
+            "validation": self.data.validation,
+            "validation_size": int(len(y)),
+            "chance_rate": chance_rate(y, self.metric, self.data.num_classes),
+            "majority_rate": chance_rate(y, "accuracy", self.data.num_classes),
+            "steps_per_candidate": self.schedule.steps * len(self.data.splits()),
+        }
+
+    def _record_validation(self, study: optuna.Study) -> None:
+        # Once per study: summaries and the chance check read these, whoever made the study.
+        if self._recorded:
+            return
+        if "chance_rate" not in study.user_attrs:
+            for key, value in self.validation_facts().items():
+                study.set_user_attr(key, value)
+        self._recorded = True
 
     def out_of_time(self) -> bool:
         """Whether the time bound has been reached (or a stop was requested)."""
@@ -461,50 +302,87 @@ class TinyTNASObjective:
         import keras
 
         from tinytnas_optuna._space import build_model
+        from tinytnas_optuna._training import train
 
+        splits = self.data.splits()
+        schedule = self.schedule
+        holdout = len(splits) == 1
         pruned = {"flag": False}
 
-        def on_epoch(epoch: int, value: float) -> bool:
-            trial.report(value, epoch)
-            trial.set_user_attr("epochs_trained", epoch + 1)
-            # After the last epoch the training is complete: nothing left to prune.
-            if epoch + 1 < self.epochs and trial.should_prune():
+        def on_evaluation(step: int, pred: np.ndarray) -> bool:
+            # Hold-out: each validation point is reported as it comes, so pruners can act.
+            value = score(splits[0].y_val, pred, self.metric, self.data.num_classes)
+            trial.report(value, step)
+            trial.set_user_attr("epochs_trained", _epochs(step, schedule, splits[0]))
+            if step < schedule.steps and trial.should_prune():
                 pruned["flag"] = True
             return pruned["flag"]
 
         trial.set_user_attr("epochs_trained", 0)
-        trial.set_user_attr("params", {"k": k, "c": c, "epochs": self.epochs,
-                                       "batch_size": self.batch_size,
-                                       "learning_rate": self.learning_rate})
+        trial.set_user_attr("steps", 0)
+        trial.set_user_attr("validation", self.data.validation)
+        trial.set_user_attr("params", {"k": k, "c": c, **schedule.to_dict()})
         start = time.monotonic()
         seed = _candidate_seed(self.seed, arch)
-        keras.utils.set_random_seed(seed)  # before building: the initial weights depend on it
-        model = build_model(k, c, self.data.input_shape, self.data.num_classes)
-        curve, cut = fit(
-            model, self.data,
-            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            metric=self.metric, stop=self.out_of_time, on_epoch=on_epoch, seed=seed,
-        )
+        results: list[TrainResult] = []
+        model = None
+        for fold, split in enumerate(splits):
+            keras.utils.set_random_seed(seed + fold)  # before building: the initial weights
+            model = build_model(k, c, self.data.input_shape, self.data.num_classes)
+            result = train(model, split, schedule, seed=seed + fold, stop=self.out_of_time,
+                           on_evaluation=on_evaluation if holdout else None)
+            results.append(result)
+            if result.cut or pruned["flag"]:
+                break
+        curve = _pooled_curve(splits, results, self.metric, self.data.num_classes)
+        if not holdout:
+            for step, value in curve:
+                trial.report(value, step)
+        steps_done = sum(r.steps for r in results)
         trial.set_user_attr("train_seconds", round(time.monotonic() - start, 3))
-        trial.set_user_attr("epochs_trained", len(curve))
+        trial.set_user_attr("steps", steps_done)
+        trial.set_user_attr("epochs_trained",
+                            _epochs(curve[-1][0], schedule, splits[0]) if curve else 0)
         if curve and self.on_trained is not None:
             self.on_trained(trial, model, self.data)
-        if cut:
+        if any(r.cut for r in results):
             trial.set_user_attr("interrupted", True)
             _stop_study(trial.study)
             if not curve:
-                raise optuna.TrialPruned("time bound reached before the first epoch ended")
+                raise optuna.TrialPruned("time bound reached before the first validation")
         if pruned["flag"]:
-            raise optuna.TrialPruned(f"pruned after epoch {len(curve)}")
-        return max(curve)
+            raise optuna.TrialPruned(f"pruned after {steps_done} steps")
+        return max(value for _, value in curve)
 
 
-def _predict(model: Any, x: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    # Calling the model directly skips predict()'s per-call set-up (~20 % of a search epoch).
-    return np.concatenate(
-        [np.asarray(model(x[i:i + chunk], training=False)).argmax(axis=1)
-         for i in range(0, len(x), chunk)]
-    )
+def _epochs(step: int, schedule: Schedule, split: PreparedData) -> int:
+    """Passes over the training data after ``step`` steps (at least 1 once anything trained)."""
+    if step <= 0:
+        return 0
+    return max(1, round(step * schedule.batch_size / max(1, len(split.y_train))))
+
+
+def _pooled_curve(
+    splits: list[PreparedData], results: list[TrainResult], metric: str, num_classes: int,
+) -> list[tuple[int, float]]:
+    """The validation curve over every validated series: one hold-out, or all folds pooled.
+
+    Folds the time bound cut are left out when a complete fold exists; with none complete,
+    the cut fold's completed points are the curve (as for a hold-out cut by the bound).
+    """
+    pairs = [(s, r) for s, r in zip(splits, results, strict=False) if r.predictions]
+    complete = [(s, r) for s, r in pairs if not r.cut]
+    pairs = complete or pairs
+    if not pairs:
+        return []
+    points = min(len(r.predictions) for _, r in pairs)
+    y_true = np.concatenate([s.y_val for s, _ in pairs])
+    return [
+        (sum(r.eval_steps[i] for _, r in pairs) // len(pairs),
+         score(y_true, np.concatenate([r.predictions[i] for _, r in pairs]), metric,
+               num_classes))
+        for i in range(points)
+    ]
 
 
 def _candidate_seed(seed: int, arch: Architecture) -> int:

@@ -134,7 +134,6 @@ class SearchProgress:
     Args:
         study: The study being optimised.
         timeout: The time bound in seconds (None: none).
-        epochs: Epochs per candidate.
         metric: Name of the metric.
         stream: Where to write (default ``sys.stderr``).
         live: Redraw in place (default: when ``stream`` is a terminal).
@@ -146,7 +145,6 @@ class SearchProgress:
         study: optuna.Study,
         *,
         timeout: float | None,
-        epochs: int,
         metric: str = "accuracy",
         stream: TextIO | None = None,
         live: bool | None = None,
@@ -154,7 +152,6 @@ class SearchProgress:
     ) -> None:
         self.study = study
         self.timeout = timeout
-        self.epochs = epochs
         self.metric = metric
         self._own_stream = _dup_stderr() if stream is None else None
         self.stream: TextIO = stream or self._own_stream or sys.stderr
@@ -241,7 +238,7 @@ class SearchProgress:
             elif not cand.feasible:
                 state = "over budget"
             else:
-                state = f"epoch {cand.epoch}/{self.epochs}"
+                state = f"epoch {cand.epoch}" if cand.epoch else "training"
                 if cand.value is not None:
                     state += f"  best {self.metric} {cand.value:.4f}"
             lines.append(f"  now:  {cand.describe()}  {state}")
@@ -275,7 +272,7 @@ class SearchProgress:
                 self._seen_epoch[cand.trial] = cand.epoch
             elif epoch is not None and cand.epoch > epoch:
                 value = f"  best {self.metric} {cand.value:.4f}" if cand.value is not None else ""
-                lines.append(f"{stamp} trial {cand.trial} epoch {cand.epoch}/{self.epochs}{value}")
+                lines.append(f"{stamp} trial {cand.trial} epoch {cand.epoch}{value}")
                 self._seen_epoch[cand.trial] = cand.epoch
         for cand, outcome in snap.finished:
             if cand.trial in self._seen_finished:

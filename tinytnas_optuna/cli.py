@@ -5,7 +5,9 @@ TensorFlow and Optuna are imported only by the commands that need them, so ``tin
 and ``tinytnas datasets`` answer at once.
 
 Exit status: 0 done, 1 a failure while running, 2 bad input (one line on stderr naming the
-problem), 130 interrupted by Ctrl-C (after a clean stop that printed the best so far).
+problem), 3 done but the answer is no better than always predicting the majority class (a
+warning line says so; everything is written), 130 interrupted by Ctrl-C (after a clean stop
+that printed the best so far).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from tinytnas_optuna import __version__
 from tinytnas_optuna._budget import FIGURES, HardwareBudget, parse_seconds
+from tinytnas_optuna._training import SEARCH_STEPS, VAL_FRACTION as DEFAULT_VAL_FRACTION
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,13 +38,12 @@ if TYPE_CHECKING:
 
 SAMPLERS = ("tinytnas", "random", "tpe", "gp", "nsga2")
 METRICS = ("accuracy", "balanced_accuracy")
-DEFAULT_EPOCHS = 5
 DEFAULT_SEED = 0
-DEFAULT_VAL_FRACTION = 0.15
 # Inputs that define what the study's trials mean: a resumed search must not change them.
 FIXED_INPUTS = ("dataset", "train_sha256", "val_sha256", "budget", "input_shape", "label_map",
-                "epochs", "metric", "seed", "sampler", "val_fraction")
-EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+                "epochs", "steps", "metric", "seed", "sampler", "val_fraction")
+# 3: everything was written, but the answer is no better than chance (a warning says so).
+EXIT_FAILURE, EXIT_USAGE, EXIT_CHANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
 HEARTBEAT_SECONDS = 60
 
 UNITS_HELP = """\
@@ -61,7 +63,7 @@ data:
 
 EXAMPLES = """\
 examples:
-  tinytnas search --dataset har --ram 20KB --flash 64KB --macs 60K --timeout 10m --epochs 5 \\
+  tinytnas search --dataset har --ram 20KB --flash 64KB --macs 60K --timeout 10m \\
       --storage sqlite:///tinytnas.db --study har
   tinytnas show --storage sqlite:///tinytnas.db --study har --plots plots/
   tinytnas retrain --storage sqlite:///tinytnas.db --study har --out best/
@@ -133,8 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--timeout", metavar="TIME",
                         help="time bound of this run, e.g. 10m (default: until the search ends)")
     search.add_argument("--trials", type=int, metavar="N", help="at most N trials in this run")
+    search.add_argument("--steps", type=int, metavar="N",
+                        help="gradient steps per candidate training (default "
+                             f"{SEARCH_STEPS}; warm-up then cosine decay)")
     search.add_argument("--epochs", type=int, metavar="N",
-                        help=f"epochs per candidate (default {DEFAULT_EPOCHS})")
+                        help="instead of --steps: passes over the data per candidate")
     search.add_argument("--seed", type=int, metavar="N", help=f"seed (default {DEFAULT_SEED})")
     search.add_argument("--metric", choices=METRICS,
                         help="validation metric (default accuracy; balanced_accuracy suits "
@@ -168,17 +173,20 @@ def _parser() -> argparse.ArgumentParser:
 
     retrain = sub.add_parser(
         "retrain", help="retrain the best architecture and export it", formatter_class=fmt,
-        description="Retrain the best candidate on the study's data (checkpoint on the best "
-                    "validation epoch, early stopping, learning-rate reduction), convert it to "
-                    "int8, measure it and score it in TensorFlow Lite Micro, and write "
-                    "model.tflite, C source and header, and report.json into --out.",
+        description="Retrain the best candidate on the study's data (warm-up + cosine "
+                    "schedule, restarts, checkpoint on validation), convert it to int8, check it "
+                    "against the float model in TensorFlow Lite Micro (recalibrating when it "
+                    "loses), measure it, and write model.tflite, C source and header, and "
+                    "report.json into --out. Exit 3 when the model is no better than chance.",
     )
     storage_args(retrain)
     retrain.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    retrain.add_argument("--epochs", type=int, default=500, metavar="N",
-                         help="maximum epochs (default 500)")
-    retrain.add_argument("--patience", type=int, default=20, metavar="N",
-                         help="early-stopping patience in epochs (default 20)")
+    retrain.add_argument("--steps", type=int, metavar="N",
+                         help="gradient steps (default: 150 epochs within 3,000..15,000 steps)")
+    retrain.add_argument("--epochs", type=int, metavar="N",
+                         help="instead of --steps: passes over the training data")
+    retrain.add_argument("--timeout", metavar="TIME",
+                         help="bound on the whole retraining, export included (e.g. 2m)")
     retrain.add_argument("--test", metavar="FILE",
                          help="test .npz for the report (built-in datasets: their test split)")
 
@@ -452,7 +460,8 @@ def _make_objective(
     try:
         return TinyTNASObjective(
             data.train, val=data.val, groups=data.groups,
-            budget=HardwareBudget(**inputs["budget"]), epochs=inputs["epochs"],
+            budget=HardwareBudget(**inputs["budget"]), epochs=inputs.get("epochs"),
+            steps=inputs.get("steps"),
             seed=inputs["seed"], timeout=timeout, metric=inputs["metric"],
             val_fraction=inputs["val_fraction"],
         )
@@ -485,6 +494,7 @@ def _search_inputs(args: argparse.Namespace, recorded: dict[str, Any] | None) ->
     else:
         budget = rec["budget"]
     _positive(args.epochs, "--epochs")
+    _positive(args.steps, "--steps")
     _positive(args.trials, "--trials")
     fraction = args.val_fraction
     if fraction is not None and not 0 < fraction < 1:
@@ -494,7 +504,9 @@ def _search_inputs(args: argparse.Namespace, recorded: dict[str, Any] | None) ->
         raise UsageError(f"--recover-older-than must be a number of seconds >= 0, got {older}")
     return {
         "budget": budget,
-        "epochs": args.epochs or rec.get("epochs", DEFAULT_EPOCHS),
+        # Default: steps (None here, the library's default, recorded as None).
+        "epochs": args.epochs if args.epochs or args.steps else rec.get("epochs"),
+        "steps": args.steps if args.epochs or args.steps else rec.get("steps"),
         "seed": args.seed if args.seed is not None else rec.get("seed", DEFAULT_SEED),
         "metric": args.metric or rec.get("metric", "accuracy"),
         "sampler": args.sampler or rec.get("sampler", "tinytnas"),
@@ -607,7 +619,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     study.set_user_attr("search_ends_at", time.time() + timeout if timeout else None)
     _print_start(study, inputs, data, timeout, resumed=bool(recorded))
     return _optimize(study, objective, args, timeout=timeout, n_trials=args.trials,
-                     epochs=inputs["epochs"], metric=inputs["metric"])
+                     metric=inputs["metric"])
 
 
 def _recover_stale_trials(study: optuna.Study, older_than: float | None) -> None:
@@ -636,9 +648,16 @@ def _print_start(study: optuna.Study, inputs: dict[str, Any], data: LoadedData,
     print(f"{'Resuming' if resumed else 'Starting'} search '{study.study_name}' on {source} "
           f"(input {inputs['input_shape'][0]} x {inputs['input_shape'][1]}, "
           f"{len(inputs['label_map'])} classes), budget "
-          f"{HardwareBudget(**inputs['budget'])}, {inputs['epochs']} epochs per candidate, "
+          f"{HardwareBudget(**inputs['budget'])}, {_training_desc(inputs)} per candidate, "
           f"time bound {_fmt_seconds(timeout)}, sampler {inputs['sampler']}"
           + (f", {done} trials recorded" if resumed else ""), file=sys.stderr, flush=True)
+
+
+def _training_desc(inputs: dict[str, Any]) -> str:
+    """How long each candidate trains, as the study recorded it."""
+    if inputs.get("epochs"):
+        return f"{inputs['epochs']} epochs"
+    return f"{inputs.get('steps') or SEARCH_STEPS} steps"
 
 
 def _fmt_seconds(seconds: float | None) -> str:
@@ -649,7 +668,7 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 def _optimize(
     study: optuna.Study, objective: TinyTNASObjective, args: argparse.Namespace, *,
-    timeout: float | None, n_trials: int | None, epochs: int, metric: str,
+    timeout: float | None, n_trials: int | None, metric: str,
 ) -> int:
     """Run the trials with progress, a clean Ctrl-C, and the summary at the end."""
 
@@ -675,7 +694,7 @@ def _optimize(
     _import_keras_quietly()  # before the live display, which its log lines would break
     previous = signal.signal(signal.SIGINT, on_sigint)
     mode = args.progress
-    progress = SearchProgress(study, timeout=timeout, epochs=epochs, metric=metric,
+    progress = SearchProgress(study, timeout=timeout, metric=metric,
                               live=None if mode == "auto" else mode == "live")
     aborted = False
     try:
@@ -699,7 +718,12 @@ def _optimize(
     if interrupted["count"] or aborted:
         print("Interrupted. Best so far:", file=sys.stderr)
     print(summary)
-    return EXIT_INTERRUPTED if interrupted["count"] or aborted else 0
+    if interrupted["count"] or aborted:
+        return EXIT_INTERRUPTED
+    if summary.warning:
+        print(f"tinytnas: {summary.warning}", file=sys.stderr)
+        return EXIT_CHANCE
+    return 0
 
 
 def _import_keras_quietly() -> None:
@@ -755,7 +779,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(f"Worker joining search '{args.study}' ({len(study.trials)} trials recorded), time "
           f"bound {_fmt_seconds(timeout)}", file=sys.stderr, flush=True)
     return _optimize(study, objective, args, timeout=timeout, n_trials=None,
-                     epochs=attrs["epochs"], metric=attrs["metric"])
+                     metric=attrs["metric"])
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -797,7 +821,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 _INPUT_KEYS = ("dataset", "train_path", "train_sha256", "val_path", "val_sha256", "budget",
-               "epochs", "timeout_seconds", "seed", "metric", "sampler", "val_fraction",
+               "epochs", "steps", "timeout_seconds", "seed", "metric", "sampler", "val_fraction",
                "label_map", "class_names", "input_shape", "artifact_dir")
 
 
@@ -813,6 +837,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         best = summary.best.__dict__ if summary.best else None
         json.dump({"study": study.study_name, "inputs": inputs, "metric": summary.metric,
                    "best": best, "path": summary.path, "finished": summary.finished,
+                   "validation": summary.validation, "chance_rate": summary.chance_rate,
+                   "above_chance": summary.above_chance, "warning": summary.warning,
                    "trained_count": summary.trained_count, "trials": rows},
                   sys.stdout, indent=2, default=str)
         print()
@@ -824,7 +850,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         attrs = study.user_attrs
         print(f"Study '{study.study_name}': {attrs.get('dataset') or attrs.get('train_path')}, "
-              f"budget {HardwareBudget(**attrs['budget'])}, {attrs.get('epochs')} epochs, "
+              f"budget {HardwareBudget(**attrs['budget'])}, {_training_desc(attrs)}, "
               f"sampler {attrs.get('sampler')}")
         print(summary)
     if args.plots:
@@ -842,10 +868,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     spec = parse_storage(args.storage)
     _positive(args.epochs, "--epochs")
-    _positive(args.patience, "--patience")
+    _positive(args.steps, "--steps")
+    timeout = _parse_timeout(args.timeout)
     study = _load_study(spec, args.study)
     attrs = dict(study.user_attrs)
-    from tinytnas_optuna._results import retrain_best, summarize
+    from tinytnas_optuna._results import summarize
+    from tinytnas_optuna._retrain import retrain_best
 
     if summarize(study).best is None:
         raise CommandFailed(f"study {args.study!r} has no feasible trained candidate to retrain")
@@ -864,13 +892,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a folder")
-    print(f"Retraining the best of '{args.study}' for up to {args.epochs} epochs...",
+    print(f"Retraining the best of '{args.study}'"
+          + (f" within {_fmt_seconds(timeout)}" if timeout else "") + "...",
           file=sys.stderr, flush=True)
     _import_keras_quietly()
     try:
         report = retrain_best(
-            study, data.train, val=data.val, test=test, epochs=args.epochs, out_dir=out,
-            groups=data.groups, patience=args.patience, seed=attrs.get("seed", 0),
+            study, data.train, val=data.val, test=test, steps=args.steps, epochs=args.epochs,
+            timeout=timeout, out_dir=out, groups=data.groups, seed=attrs.get("seed", 0),
             class_names=attrs.get("class_names"), metric=attrs.get("metric", "accuracy"),
             val_fraction=attrs.get("val_fraction", DEFAULT_VAL_FRACTION),
         )
@@ -878,6 +907,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         raise UsageError(_one_line(exc)) from None
     print(report)
     print(f"Report: {out / 'report.json'}")
+    if report.warning:
+        print(f"tinytnas: {report.warning}", file=sys.stderr)
+        return EXIT_CHANCE
     return 0
 
 

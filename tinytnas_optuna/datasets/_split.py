@@ -95,3 +95,35 @@ def _group_val(
                 chosen.append(g)
                 break
     return np.flatnonzero(np.isin(group_of, chosen))
+
+
+def stratified_folds(labels: np.ndarray, *, folds: int, seed: int = 0) -> np.ndarray:
+    """Assigns each sample to one of ``folds`` folds, each class spread evenly over them.
+
+    Args:
+        labels: (N,) integer labels.
+        folds: Number of folds, >= 2.
+        seed: Seed of the random order within each class.
+
+    Returns:
+        (N,) int64 fold id of each sample; every fold is non-empty.
+
+    Raises:
+        DataError: Fewer samples than folds.
+
+    Example:
+        >>> stratified_folds(np.array([0, 0, 0, 1, 1, 1]), folds=3).tolist().count(0)
+        2
+    """
+    y = np.asarray(labels)
+    if folds < 2 or y.size < folds:
+        raise DataError(f"stratified_folds: cannot make {folds} folds of {y.size} samples")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(y.size, np.int64)
+    offset = 0
+    for cls in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == cls))
+        # Continue the round-robin across classes, so small classes do not all start at fold 0.
+        fold[members] = (np.arange(members.size) + offset) % folds
+        offset += members.size
+    return fold

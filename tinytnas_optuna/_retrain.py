@@ -1,0 +1,430 @@
+"""The deployable winner: train the best architecture to convergence, quantise, check, export.
+
+Three steps, each its own function: :func:`_train_final` (restarts of a warm-up + cosine
+schedule, checkpoint and choice on validation), :func:`_quantise` (int8 conversion scored in
+TFLite Micro on validation; recalibration when int8 loses more than a point), and the
+evaluation and export in :func:`retrain_best`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tinytnas_optuna._training import (
+    VAL_FRACTION,
+    PreparedData,
+    Schedule,
+    chance_rate,
+    clearly_above,
+    final_schedule,
+    prepare_data,
+    score,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tinytnas_optuna._hardware import HardwareProfile
+
+#: int8 may lose at most this much (accuracy, 0..1) to float on validation before it is fixed.
+INT8_TOLERANCE = 0.01
+#: Calibration series of the first conversion, and of the recalibration when int8 loses.
+CALIBRATION = (200, 2000)
+# Seconds kept back from ``timeout`` for conversion, TFLM scoring and export: a fixed part
+# plus a per-series TFLM cost (measured ~0.3 ms per HAR window on this CPU; 1 ms is generous).
+_RESERVE_SECONDS = 10.0
+_TFLM_SECONDS_PER_SERIES = 1e-3
+
+
+@dataclass(frozen=True)
+class RetrainReport:
+    """The retrained winner, measured again and scored as int8 in TensorFlow Lite Micro.
+
+    Attributes:
+        k: Width.
+        c: Cells.
+        epochs_run: Passes over the training data of the kept training.
+        best_val: Validation metric of the kept checkpoint (float); under cross-validation,
+            the search's cross-validated value of this architecture.
+        evaluated_on: ``"test"`` or ``"val"`` (``"train"`` under cross-validation without a
+            test set: the final model is trained on every series).
+        float_accuracy: Accuracy of the float Keras model on ``evaluated_on``.
+        float_balanced_accuracy: Its balanced accuracy.
+        int8_accuracy: Accuracy of the int8 model run by TFLite Micro.
+        int8_balanced_accuracy: Its balanced accuracy.
+        confusion_matrix: int8 confusion matrix, rows true class, columns predicted.
+        classes: Original label of each class index.
+        ram: Tensor arena bytes (32-bit MCU) of the exported model.
+        flash: Bytes of the exported ``.tflite``.
+        macs: MACs per inference.
+        arena_bytes: Arena size written to the C header (RAM figure plus margin).
+        figures_source: How the figures were obtained.
+        files: Paths written.
+        validation: ``"holdout"`` or ``"<k>-fold"``: how the study validated.
+        steps: Gradient steps of the kept training; ``schedule`` its plan.
+        restarts_run: Trainings from different initial weights (the best on validation kept).
+        val_float_accuracy: Float accuracy on validation (None under cross-validation).
+        val_int8_accuracy: int8 (TFLM) accuracy on validation (None under cross-validation).
+        quantization: The int8 check: where it was measured, float and int8 figures there,
+            calibration series used, and what was done.
+        majority_rate: Share of the majority class in ``evaluated_on``.
+        above_chance: Whether the int8 model is clearly above chance on ``evaluated_on``
+            (one-sided binomial test at 1 %).
+        warning: One line when it is not, else None.
+        seconds: Wall time of the whole retraining.
+    """
+
+    k: int
+    c: int
+    epochs_run: int
+    best_val: float
+    evaluated_on: str
+    float_accuracy: float
+    float_balanced_accuracy: float
+    int8_accuracy: float
+    int8_balanced_accuracy: float
+    confusion_matrix: list[list[int]]
+    classes: list[Any]
+    ram: int
+    flash: int
+    macs: int
+    arena_bytes: int
+    figures_source: str
+    files: dict[str, str]
+    validation: str
+    steps: int
+    schedule: dict[str, Any]
+    restarts_run: int
+    val_float_accuracy: float | None
+    val_int8_accuracy: float | None
+    quantization: dict[str, Any]
+    majority_rate: float
+    above_chance: bool
+    warning: str | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        cm = "\n".join("  " + " ".join(f"{v:>5}" for v in row) for row in self.confusion_matrix)
+        val = ("" if self.val_int8_accuracy is None else
+               f"On validation: float {self.val_float_accuracy:.4f}, int8 "
+               f"{self.val_int8_accuracy:.4f} ({self.quantization['action']})\n")
+        return (
+            f"Retrained k={self.k}, c={self.c}: {self.steps} steps ({self.epochs_run} epochs), "
+            f"{self.restarts_run} restart(s), best val {self.best_val:.4f}, "
+            f"{self.seconds:.0f} s\n{val}"
+            f"On {self.evaluated_on}: float accuracy {self.float_accuracy:.4f} "
+            f"(balanced {self.float_balanced_accuracy:.4f}); int8 in TFLite Micro "
+            f"{self.int8_accuracy:.4f} (balanced {self.int8_balanced_accuracy:.4f}); "
+            f"majority class {self.majority_rate:.4f}\n"
+            f"RAM {self.ram:,} B (arena to allocate {self.arena_bytes:,} B), "
+            f"flash {self.flash:,} B, {self.macs:,} MAC\n"
+            f"Confusion matrix (int8, rows true):\n{cm}\n"
+            f"Files: {', '.join(self.files.values())}"
+            + (f"\n{self.warning}" if self.warning else "")
+        )
+
+
+def retrain_best(
+    study: optuna.Study,
+    train: tuple[np.ndarray, np.ndarray],
+    *,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    out_dir: str | Path,
+    steps: int | None = None,
+    epochs: int | None = None,
+    timeout: float | None = None,
+    groups: np.ndarray | None = None,
+    val_fraction: float = VAL_FRACTION,
+    restarts: int = 3,
+    metric: str = "accuracy",
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    seed: int = 0,
+    int8_io: bool = False,
+    class_names: list[str] | None = None,
+) -> RetrainReport:
+    """Retrain the best architecture, convert it to int8, check it in TFLM, export it.
+
+    The schedule is :func:`~tinytnas_optuna._training.final_schedule` (warm-up, cosine decay,
+    150 epochs within 3,000..15,000 steps): no early stopping, so a training still at chance is
+    never cut short. With a hold-out, each restart keeps its best validation checkpoint and the
+    restart whose int8 model scores best on validation is exported. Under cross-validation (a
+    small set without ``val``) the final model trains once on every series.
+
+    Args:
+        study: A study run with :class:`TinyTNASObjective`.
+        train: ``(features, labels)`` as given to the search.
+        val: Validation ``(features, labels)``; else the study's plan (split or folds).
+        test: Test set for the report; validation is reported when None.
+        out_dir: Where ``model.tflite``, the C files and ``report.json`` go.
+        steps: Override the gradient steps.
+        epochs: Override: this many passes over the training data instead.
+        timeout: Seconds the whole call may take: the training is planned (and cut) to leave
+            time for conversion, scoring and export; the best model so far is exported.
+        groups: Group ids for the validation split when ``val`` is None.
+        val_fraction: Held-out share when ``val`` is None (use the search's).
+        restarts: Trainings from different initial weights (hold-out only).
+        metric: Validation metric for checkpoints and the choice of restart.
+        batch_size: Override the batch size.
+        learning_rate: Override the peak learning rate.
+        seed: Seed for the split and the training.
+        int8_io: Export with int8 input/output instead of float32.
+        class_names: Readable class names for the C header.
+
+    Returns:
+        The :class:`RetrainReport` (also written as ``report.json``).
+
+    Raises:
+        ValueError: Bad arguments, no feasible trained candidate, or test data that does not
+            match the training data (``DataError``).
+    """
+    from tinytnas_optuna._results import summarize
+    from tinytnas_optuna.datasets import DataError, validate_arrays
+
+    started = time.monotonic()
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    for name, value in (("steps", steps), ("epochs", epochs), ("timeout", timeout)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    summary = summarize(study)
+    if summary.best is None:
+        raise ValueError("the study has no feasible trained candidate to retrain")
+    k, c = summary.best.k, summary.best.c
+    data = prepare_data(train, val, groups=groups, val_fraction=val_fraction, seed=seed)
+    # Checked before minutes of training, not after.
+    if test is not None:
+        x_eval, y_raw = validate_arrays(*test, what="test")
+        x_eval = data.standardise(x_eval)
+        y_eval = _encode_like(y_raw, data.classes, DataError)
+        evaluated_on = "test"
+    elif data.folds is None:
+        x_eval, y_eval, evaluated_on = data.x_val, data.y_val, "val"
+    else:
+        x_eval, y_eval, evaluated_on = data.x_train, data.y_train, "train"
+    holdout = data.folds is None
+    if not holdout:
+        # Cross-validated search: the final model learns from every series, once.
+        data, restarts = replace(data, folds=None), 1
+    schedule = final_schedule(len(data.y_train), steps=steps, epochs=epochs,
+                              batch_size=batch_size, learning_rate=learning_rate)
+    deadline = None
+    if timeout is not None:
+        reserve = _RESERVE_SECONDS + _TFLM_SECONDS_PER_SERIES * (
+            len(data.y_val) * restarts + len(y_eval) + len(data.y_train))
+        deadline = started + max(timeout - reserve, 0.25 * timeout)
+
+    runs = _train_final(k, c, data, schedule, restarts=restarts, metric=metric, seed=seed,
+                        deadline=deadline)
+    model, model_bytes, profile, quant = _quantise(runs, data, metric=metric, seed=seed,
+                                                   int8_io=int8_io, deadline=deadline)
+    float_pred = _float_predict(model, x_eval)
+    int8_pred = _int8_predict(model_bytes, x_eval)
+    kept = runs[quant["restart"]]
+    return _export(
+        out_dir, k=k, c=c, data=data, x_eval=x_eval, y_eval=y_eval, evaluated_on=evaluated_on,
+        float_pred=float_pred, int8_pred=int8_pred, model_bytes=model_bytes, profile=profile,
+        quant=quant, schedule=schedule, steps=kept["steps"], restarts_run=len(runs),
+        best_val=kept["val"] if holdout else float(summary.best.value),  # type: ignore[arg-type]
+        holdout=holdout, validation="holdout" if holdout else summary.validation or "k-fold",
+        class_names=class_names, started=started,
+    )
+
+
+def _train_final(
+    k: int, c: int, data: PreparedData, schedule: Schedule, *, restarts: int, metric: str,
+    seed: int, deadline: float | None,
+) -> list[dict[str, Any]]:
+    """Train ``restarts`` models (at least one, more while time remains).
+
+    Returns:
+        Per restart: ``model`` (left at its best validation checkpoint), ``val`` (its float
+        validation metric, nan without validation), ``steps``.
+    """
+    import keras
+
+    from tinytnas_optuna._space import build_model
+    from tinytnas_optuna._training import train
+
+    runs: list[dict[str, Any]] = []
+    n = data.num_classes
+    for restart in range(restarts):
+        time_limit = None
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if runs and left <= 0:
+                break
+            # An equal share of what is left for each remaining restart.
+            time_limit = max(left, 1.0) / (restarts - restart)
+        keras.utils.set_random_seed(seed + restart)  # before building: initial weights
+        model = build_model(k, c, data.input_shape, n)
+        stop = None if deadline is None else (lambda: time.monotonic() >= deadline)
+        result = train(model, data, schedule, seed=seed + restart, stop=stop,
+                       time_limit=time_limit,
+                       keep_best=lambda pred: score(data.y_val, pred, metric, n))
+        if result.best_weights is not None:
+            model.set_weights(result.best_weights)
+        values = [score(data.y_val, p, metric, n) for p in result.predictions]
+        runs.append({"model": model, "val": max(values) if values else math.nan,
+                     "steps": result.steps})
+    return runs
+
+
+def _quantise(
+    runs: list[dict[str, Any]], data: PreparedData, *, metric: str, seed: int, int8_io: bool,
+    deadline: float | None,
+) -> tuple[Any, bytes, HardwareProfile, dict[str, Any]]:
+    """Convert each restart to int8, score it in TFLM, keep the best; fix a lossy int8.
+
+    The check runs on validation, or on the training series under cross-validation (the only
+    data there is). When the kept model's int8 loses more than :data:`INT8_TOLERANCE` to its
+    float model, it is converted again with ten times the calibration series, and the better
+    int8 model is kept.
+
+    Returns:
+        ``(keras model, tflite bytes, profile, quantization record)``.
+    """
+    from tinytnas_optuna._hardware import convert_and_profile
+
+    n = data.num_classes
+    holdout = len(data.y_val) > 0
+    x_chk, y_chk = (data.x_val, data.y_val) if holdout else (data.x_train, data.y_train)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data.x_train))
+
+    def convert(model: Any, samples: int) -> tuple[bytes, HardwareProfile, float]:
+        calib = data.x_train[order[:samples]]
+        model_bytes, profile = convert_and_profile(model, calib, int8_io=int8_io,
+                                                   calibration_samples=len(calib))
+        return model_bytes, profile, score(y_chk, _int8_predict(model_bytes, x_chk), metric, n)
+
+    best: dict[str, Any] | None = None
+    for i, run in enumerate(runs):
+        if best is not None and deadline is not None and time.monotonic() >= deadline:
+            break
+        model_bytes, profile, int8_value = convert(run["model"], CALIBRATION[0])
+        float_value = score(y_chk, _float_predict(run["model"], x_chk), metric, n)
+        # The deployed model is the int8 one: restarts are chosen on its validation figure.
+        key = (int8_value, float_value)
+        if best is None or key > best["key"]:
+            best = {"key": key, "restart": i, "bytes": model_bytes, "profile": profile,
+                    "float": float_value, "int8": int8_value}
+    assert best is not None
+    record: dict[str, Any] = {
+        "checked_on": "val" if holdout else "train",
+        "metric": metric,
+        "float": best["float"],
+        "int8_first": best["int8"],
+        "calibration_series": min(CALIBRATION[0], len(order)),
+        "restart": best["restart"],
+        "action": "none needed",
+    }
+    model = runs[best["restart"]]["model"]
+    if best["float"] - best["int8"] > INT8_TOLERANCE:
+        if len(order) > CALIBRATION[0]:
+            model_bytes, profile, int8_value = convert(model, CALIBRATION[1])
+            record["action"] = (f"recalibrated on {min(CALIBRATION[1], len(order))} series: "
+                                f"int8 {best['int8']:.4f} -> {int8_value:.4f}")
+            if int8_value > best["int8"]:
+                best.update(bytes=model_bytes, profile=profile, int8=int8_value)
+                record["calibration_series"] = min(CALIBRATION[1], len(order))
+            else:
+                record["action"] += " (first conversion kept)"
+        else:
+            record["action"] = "loss above tolerance; every training series already calibrates"
+    record["int8"] = best["int8"]
+    record["loss_points"] = round(100 * (best["float"] - best["int8"]), 2)
+    return model, best["bytes"], best["profile"], record
+
+
+def _export(
+    out_dir: str | Path, *, k: int, c: int, data: PreparedData, x_eval: np.ndarray,
+    y_eval: np.ndarray, evaluated_on: str, float_pred: np.ndarray, int8_pred: np.ndarray,
+    model_bytes: bytes, profile: HardwareProfile, quant: dict[str, Any], schedule: Schedule,
+    steps: int, restarts_run: int, best_val: float, holdout: bool, validation: str,
+    class_names: list[str] | None, started: float,
+) -> RetrainReport:
+    """Write the firmware files and ``report.json``; return the report."""
+    from tinytnas_optuna._export import write_firmware_files
+
+    n = data.num_classes
+    cm = np.zeros((n, n), dtype=int)
+    np.add.at(cm, (y_eval, int8_pred), 1)
+    # Arena to allocate: TFLM's own 64-bit host figure bounds the 32-bit need from above.
+    arena = int(math.ceil(max(profile.ram, profile.ram_host or 0) / 16) * 16)
+    out = Path(out_dir)
+    files = write_firmware_files(
+        out, model_bytes, arena_bytes=arena, input_shape=data.input_shape,
+        operators=profile.operators, mean=data.mean, std=data.std, classes=data.classes,
+        class_names=class_names, name="tinytnas_model",
+    )
+    int8_acc = score(y_eval, int8_pred, "accuracy", n)
+    majority = chance_rate(y_eval, "accuracy", n)
+    above = clearly_above(int8_acc, majority, len(y_eval))
+    warning = None if above else (
+        f"WARNING: the int8 model's {evaluated_on} accuracy {int8_acc:.4f} is not clearly above "
+        f"the majority-class rate {majority:.4f}: not a deployable answer. Try more steps "
+        "(--steps), balanced_accuracy as the metric, or more data.")
+    report = RetrainReport(
+        k=k, c=c, epochs_run=max(1, round(schedule.epochs(len(data.y_train)) * steps
+                                          / schedule.steps)),
+        best_val=best_val, evaluated_on=evaluated_on,
+        float_accuracy=score(y_eval, float_pred, "accuracy", n),
+        float_balanced_accuracy=score(y_eval, float_pred, "balanced_accuracy", n),
+        int8_accuracy=int8_acc,
+        int8_balanced_accuracy=score(y_eval, int8_pred, "balanced_accuracy", n),
+        confusion_matrix=cm.tolist(), classes=[_plain(v) for v in data.classes],
+        ram=profile.ram, flash=profile.flash, macs=profile.macs, arena_bytes=arena,
+        figures_source=profile.source, files={k_: str(v) for k_, v in files.items()},
+        validation=validation, steps=steps, schedule=schedule.to_dict(),
+        restarts_run=restarts_run,
+        val_float_accuracy=quant["float"] if holdout else None,
+        val_int8_accuracy=quant["int8"] if holdout else None,
+        quantization=quant, majority_rate=majority, above_chance=above, warning=warning,
+        seconds=round(time.monotonic() - started, 1),
+    )
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    return report
+
+
+def _float_predict(model: Any, x: np.ndarray) -> np.ndarray:
+    from tinytnas_optuna._training import predict_labels
+
+    return predict_labels(model, x)
+
+
+def _int8_predict(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    from tinytnas_optuna._export import tflm_predict
+
+    if len(x) == 0:
+        return np.empty(0, np.int64)
+    return tflm_predict(model_bytes, x).argmax(axis=1)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _encode_like(labels: np.ndarray, classes: tuple[Any, ...], error: type[Exception]) -> np.ndarray:
+    """Encode test labels with the label map learnt on train/val."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:  # one-hot: the column index is the original label
+        labels = labels.argmax(axis=1)
+    index = {_plain(v): i for i, v in enumerate(classes)}
+    try:
+        return np.array([index[_plain(v.item() if hasattr(v, "item") else v)] for v in
+                         labels.astype(np.int64)], dtype=np.int64)
+    except KeyError as missing:
+        raise error(f"test labels contain {missing}, a class absent from train/val") from None
