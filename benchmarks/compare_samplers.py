@@ -62,7 +62,7 @@ QUICK_K = (2, 4, 8, 16, 32, 64)
 FULL = {"datasets": ["har", "ecg5000", "ucr:ElectricDevices"], "seeds": 3, "time_bound": 150.0,
         "epochs": {"har": 5, "ecg5000": 20, "ucr:ElectricDevices": 5}, "retrain_epochs": 150,
         "patience": 25, "grid": "full"}
-QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 10.0, "epochs": 1,
+QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 20.0, "epochs": 1,
          "retrain_epochs": 3, "patience": 2, "grid": "coarse"}
 
 
@@ -300,7 +300,7 @@ def job_retrain(spec: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             rep = retrain_best(study, (ds.x_train, ds.y_train), groups=ds.groups_train,
                                test=(ds.x_test, ds.y_test), epochs=spec["retrain_epochs"],
-                               patience=spec["patience"], out_dir=tmp, seed=RETRAIN_SEED)
+                               out_dir=tmp, seed=RETRAIN_SEED)
         cache[key] = {"k": k, "c": c, "epochs_run": rep.epochs_run, "best_val": rep.best_val,
                       "test_float": rep.float_accuracy, "test_int8": rep.int8_accuracy,
                       "test_int8_balanced": rep.int8_balanced_accuracy, "ram": rep.ram,

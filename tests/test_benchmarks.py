@@ -1,7 +1,7 @@
 """The benchmark commands run: ``compare_samplers.py --quick`` end to end, and the sampler
 overhead micro-benchmark on a small synthetic storage.
 
-The quick run trains real networks (GunPoint, 1 epoch, 10 s per search, five samplers, a coarse
+The quick run trains real networks (GunPoint, 1 epoch, 20 s per search, five samplers, a coarse
 exhaustive reference): about 2 minutes on 2 free cores.
 """
 
@@ -78,8 +78,8 @@ def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
         assert run["trained"] >= 1 and run["pick"] is not None, sampler
         assert run["regret"] == pytest.approx(ref_best - run["best_val"])
         assert run["retrained"]["test_int8"] is not None
-        # The search respects the time bound (10 s, plus a few seconds to finish the trial).
-        assert run["elapsed"] < 10 + 8, (sampler, run["elapsed"])
+        # The search respects the time bound (20 s, plus a few seconds to finish the trial).
+        assert run["elapsed"] < 20 + 8, (sampler, run["elapsed"])
         curve = run["curve"]
         assert [v for _, v in curve] == sorted(v for _, v in curve)
 

@@ -25,6 +25,9 @@ import pytest
 from tinytnas_optuna.cli import main
 
 BUDGET = ["--ram", "20KB", "--flash", "64KB", "--macs", "60K"]
+# These tests check the mechanics with 1-epoch trainings, which stay at chance: exit 3 says
+# so after writing everything (test_chance.py checks that verdict on its own).
+WRITTEN = (0, 3)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -55,7 +58,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     start = time.monotonic()
     code = main(["search", "--dataset", "gunpoint", *BUDGET, "--timeout", "12s", "--epochs",
                  "1", "--storage", url, "--study", "gp", "--progress", "plain"])
-    assert code == 0
+    assert code in WRITTEN
     seconds = time.monotonic() - start
     # Read now: the resume and worker tests below record their own time bounds.
     attrs = dict(optuna.load_study(study_name="gp", storage=url).user_attrs)
@@ -150,7 +153,7 @@ def test_resume_continues_with_recorded_inputs(
     before = trial_count(url, "gp")
     code, out, err = run(capsys, "search", "--storage", url, "--study", "gp", "--timeout", "4s",
                          "--progress", "none")
-    assert code == 0, err
+    assert code in WRITTEN, err
     assert "Resuming search 'gp' on gunpoint" in err and "Best:" in out
     assert grew_or_finished(url, "gp", before)
 
@@ -186,7 +189,7 @@ def test_resume_with_changed_file_is_refused(
     code, _, err = run(capsys, "search", "--train", str(own_data["train"]), *BUDGET,
                        "--timeout", "3s", "--epochs", "1", "--storage", url, "--study", "own",
                        "--progress", "none")
-    assert code == 0, err
+    assert code in WRITTEN, err
     study = optuna.load_study(study_name="own", storage=url)
     assert len(study.user_attrs["train_sha256"]) == 64
     assert study.user_attrs["label_map"] == [1, 2, 3, 4]
@@ -342,7 +345,7 @@ def test_retrain_builtin_reports_on_official_test_split(
     out_dir = tmp_path / "best"
     code, out, err = run(capsys, "retrain", "--storage", str(searched["url"]), "--study", "gp",
                          "--epochs", "2", "--out", str(out_dir))
-    assert code == 0, err
+    assert code in WRITTEN, err
     report = json.loads((out_dir / "report.json").read_text())
     assert report["evaluated_on"] == "test"
     assert sum(map(sum, report["confusion_matrix"])) == 150  # gunpoint's test split
@@ -358,7 +361,7 @@ def test_own_data_search_and_retrain_with_test_file(
     code, _, err = run(capsys, "search", "--train", str(own_data["train"]), "--val",
                        str(own_data["val"]), *BUDGET, "--timeout", "6s", "--epochs", "1",
                        "--storage", url, "--study", "own", "--progress", "none")
-    assert code == 0, err
+    assert code in WRITTEN, err
     attrs = optuna.load_study(study_name="own", storage=url).user_attrs
     assert attrs["val_sha256"] and attrs["train_path"].endswith("train.npz")
 
@@ -371,7 +374,7 @@ def test_own_data_search_and_retrain_with_test_file(
 
     code, _, err = run(capsys, "retrain", "--storage", url, "--study", "own", "--epochs", "2",
                          "--test", str(own_data["test"]), "--out", str(tmp_path / "best"))
-    assert code == 0, err
+    assert code in WRITTEN, err
     report = json.loads((tmp_path / "best" / "report.json").read_text())
     assert report["evaluated_on"] == "test" and report["classes"] == [1, 2, 3, 4]
 
@@ -388,7 +391,7 @@ def test_worker_joins_and_stops_at_its_bound(
     start = time.monotonic()
     code, out, err = run(capsys, "worker", "--storage", url, "--study", "gp", "--timeout", "4s",
                          "--progress", "plain")
-    assert code == 0, err
+    assert code in WRITTEN, err
     assert "Worker joining search 'gp'" in err and "Best:" in out
     assert time.monotonic() - start < 30
     assert grew_or_finished(url, "gp", before)
@@ -403,7 +406,7 @@ def test_worker_without_any_end_is_refused(
     code, _, err = run(capsys, "search", "--dataset", "gunpoint", *BUDGET, "--epochs", "1",
                        "--sampler", "random", "--trials", "1", "--storage", url, "--study", "r",
                        "--progress", "none")
-    assert code == 0, err
+    assert code in WRITTEN, err
     before = trial_count(url, "r")
     code, _, err = run(capsys, "worker", "--storage", url, "--study", "r")
     assert_refused(code, err, "never ends by itself", "--timeout")
@@ -488,13 +491,13 @@ def test_progress_live_block_and_plain_lines() -> None:
 
     study = synthetic_study()
     stream = io.StringIO()
-    live = SearchProgress(study, timeout=600, epochs=5, stream=stream, live=True)
+    live = SearchProgress(study, timeout=600, stream=stream, live=True)
     text = "\n".join(live.render(snapshot(study)))
     assert "/ 10:00" in text and "trained 1  rejected (over budget) 1" in text
-    assert "now:  trial 2 k=8 c=0  RAM 7,000 B  flash 9,000 B  9,000 MAC  epoch 2/5" in text
+    assert "now:  trial 2 k=8 c=0  RAM 7,000 B  flash 9,000 B  9,000 MAC  epoch 2" in text
     assert "best: trial 0 k=4 c=3" in text and "accuracy 0.8000" in text
 
-    plain = SearchProgress(study, timeout=None, epochs=5, stream=stream, live=False)
+    plain = SearchProgress(study, timeout=None, stream=stream, live=False)
     plain._first_trial = 0
     plain.update()
     lines = stream.getvalue().splitlines()

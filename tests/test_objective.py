@@ -10,7 +10,7 @@ import pytest
 from test_greedy import reference_search
 
 import tinytnas_optuna as tt
-from tinytnas_optuna import _objective
+from tinytnas_optuna import _training
 from tinytnas_optuna.datasets import load_dataset
 
 PAPER_BUDGET = tt.HardwareBudget(ram="20KB", flash="64KB", macs="60K")
@@ -25,24 +25,26 @@ def motions():
 def searched(motions, tmp_path_factory):
     """One full greedy search on BasicMotions (1 epoch per candidate), with fit calls recorded."""
     fitted: list = []
-    real_fit = _objective.fit
+    real_train = _training.train
 
-    def recording_fit(model, data, **kwargs):
+    def recording_train(model, data, schedule, **kwargs):
         fitted.append(model.name)
-        return real_fit(model, data, **kwargs)
+        return real_train(model, data, schedule, **kwargs)
 
-    _objective.fit = recording_fit
+    _training.train = recording_train
     try:
         objective = tt.TinyTNASObjective(
             (motions.x_train, motions.y_train), val=(motions.x_test, motions.y_test),
             budget=PAPER_BUDGET, epochs=1, seed=0,
         )
         storage = f"sqlite:///{tmp_path_factory.mktemp('search') / 'search.db'}"
+        # No pruner: every candidate's value is its whole training (the paper's rule).
         study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler(seed=0),
-                                    storage=storage, study_name="motions")
+                                    pruner=optuna.pruners.NopPruner(), storage=storage,
+                                    study_name="motions")
         study.optimize(objective, n_trials=200)
     finally:
-        _objective.fit = real_fit
+        _training.train = real_train
     return study, objective, fitted
 
 
@@ -57,7 +59,7 @@ def test_no_infeasible_candidate_is_trained(searched):
         assert max(t.constraints.values()) > 0
     trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
                and "reused_from" not in t.user_attrs]
-    assert len(fitted) == len(trained)  # fit was called for trained candidates only
+    assert len(fitted) == len(trained)  # trained for trained candidates only
     for t in trained:
         assert PAPER_BUDGET.fits(tt.HardwareProfile(
             ram=t.user_attrs["ram"], flash=t.user_attrs["flash"], macs=t.user_attrs["macs"],
@@ -100,9 +102,12 @@ def test_labels_any_values_and_one_hot_give_same_search_inputs(motions):
     one_hot = tt.TinyTNASObjective((x, np.eye(4)[y]), budget=PAPER_BUDGET, seed=1)
     assert as_ints.data.classes == (-7, 3, 13, 23)
     assert one_hot.data.classes == (0, 1, 2, 3)
-    np.testing.assert_array_equal(as_ints.data.y_val, one_hot.data.y_val)
-    assert len(as_ints.data.y_val) == pytest.approx(0.15 * len(y), abs=2)
-    assert set(as_ints.data.y_val) == {0, 1, 2, 3}  # stratified
+    # 40 series and no val: 3-fold cross-validation, the same folds whatever the label format.
+    assert as_ints.data.validation == one_hot.data.validation == "3-fold"
+    np.testing.assert_array_equal(as_ints.data.folds, one_hot.data.folds)
+    for fold in as_ints.data.splits():  # stratified: every class in every fold
+        assert set(fold.y_val) == {0, 1, 2, 3}
+        assert len(fold.y_val) == pytest.approx(len(y) / 3, abs=2)
 
 
 def test_group_split_keeps_subjects_apart():
@@ -117,10 +122,10 @@ def test_group_split_keeps_subjects_apart():
 
 
 def test_time_bound_holds_and_cut_training_keeps_completed_epochs(motions):
-    # A 60 s search of long trainings (300 epochs each), so that the bound cuts one in flight.
+    # A 60 s search of long trainings (20,000 steps each), so that the bound cuts one in flight.
     objective = tt.TinyTNASObjective(
         (motions.x_train, motions.y_train), val=(motions.x_test, motions.y_test),
-        budget=PAPER_BUDGET, epochs=300, seed=0, timeout=60,
+        budget=PAPER_BUDGET, steps=20000, seed=0, timeout=60,
     )
     study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler())
     start = time.monotonic()
@@ -131,7 +136,7 @@ def test_time_bound_holds_and_cut_training_keeps_completed_epochs(motions):
     assert cut, "the bound should have cut a training"
     for t in cut:
         if t.state == optuna.trial.TrialState.COMPLETE:
-            assert 0 < t.user_attrs["epochs_trained"] < 300
+            assert 0 < t.user_attrs["steps"] < 20000 and t.user_attrs["epochs_trained"] > 0
             assert t.value == max(t.intermediate_values.values())
 
 

@@ -25,10 +25,11 @@ import optuna
 
 from tinytnas_optuna._budget import FIGURES, HardwareBudget
 from tinytnas_optuna._plots import FIGURE_LABELS, PlotData, pareto_front, plot_data
+from tinytnas_optuna._results import chance_level
+from tinytnas_optuna._training import SEARCH_STEPS, clearly_above
 
 if TYPE_CHECKING:
     from typing import BinaryIO
-
     from wsgiref.simple_server import WSGIServer
 
     import plotly.graph_objects as go
@@ -171,6 +172,14 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
         for name in FIGURES:
             limit = f"{data.budget[name]:,}" if data.budget else "?"
             lines.append(f"| {FIGURE_LABELS[name]} | {getattr(b, name):,} | {limit} |")
+        chance, n_val = study.user_attrs.get("chance_rate"), study.user_attrs.get("validation_size")
+        level = chance_level(study.get_trials(deepcopy=False))
+        if chance is not None and n_val and not clearly_above(float(b.value), chance, n_val,
+                                                              level=level):
+            lines += ["", f"**Warning: not clearly above chance.** Always predicting the majority "
+                      f"class scores {chance:.4f} on the {n_val} validated series: this is not a "
+                      "deployable answer (try more steps per candidate, balanced accuracy, or "
+                      "more data)."]
     # The same counts as `summarize` and the progress display (one classification: trial_state).
     trained = sum(r.state == "trained" for r in data.scored)
     pruned = sum(r.state == "pruned" for r in data.scored)
@@ -184,7 +193,10 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
     attrs = study.user_attrs
     if attrs.get("dataset") or attrs.get("train_path"):
         source = attrs.get("dataset") or attrs.get("train_path")
-        lines += ["", f"Data: {source}; {attrs.get('epochs')} epochs per candidate; "
+        training = (f"{attrs['epochs']} epochs" if attrs.get("epochs")
+                    else f"{attrs.get('steps') or SEARCH_STEPS} steps")
+        lines += ["", f"Data: {source}; {training} per candidate "
+                  f"({attrs.get('validation', 'holdout')} validation); "
                   f"sampler {attrs.get('sampler')}; seed {attrs.get('seed')}."]
     return "\n".join(lines)
 

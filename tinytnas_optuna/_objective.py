@@ -310,6 +310,9 @@ class TinyTNASObjective:
         pruned = {"flag": False}
 
         def on_evaluation(step: int, pred: np.ndarray) -> bool:
+            if not holdout:  # folds: progress only; the pooled curve is reported at the end
+                trial.set_user_attr("epochs_trained", _epochs(step, schedule, splits[0]))
+                return False
             # Hold-out: each validation point is reported as it comes, so pruners can act.
             value = score(splits[0].y_val, pred, self.metric, self.data.num_classes)
             trial.report(value, step)
@@ -330,7 +333,7 @@ class TinyTNASObjective:
             keras.utils.set_random_seed(seed + fold)  # before building: the initial weights
             model = build_model(k, c, self.data.input_shape, self.data.num_classes)
             result = train(model, split, schedule, seed=seed + fold, stop=self.out_of_time,
-                           on_evaluation=on_evaluation if holdout else None)
+                           on_evaluation=on_evaluation)
             results.append(result)
             if result.cut or pruned["flag"]:
                 break
@@ -359,7 +362,9 @@ def _epochs(step: int, schedule: Schedule, split: PreparedData) -> int:
     """Passes over the training data after ``step`` steps (at least 1 once anything trained)."""
     if step <= 0:
         return 0
-    return max(1, round(step * schedule.batch_size / max(1, len(split.y_train))))
+    # The last compiled call may run a few steps past the plan: count the plan's epochs.
+    return max(1, round(min(step, schedule.steps) * schedule.batch_size
+                        / max(1, len(split.y_train))))
 
 
 def _pooled_curve(

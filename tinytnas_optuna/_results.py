@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import TrialState
 
 from tinytnas_optuna._budget import FIGURES
-from tinytnas_optuna._training import clearly_above
 from tinytnas_optuna._sampler import TinyTNASSampler, trial_candidate
+from tinytnas_optuna._training import clearly_above
 
 if TYPE_CHECKING:
     import optuna
@@ -67,7 +67,8 @@ class SearchSummary:
             series (None for studies that did not record it).
         validation: ``"holdout"`` or ``"<k>-fold"`` (cross-validation), when recorded.
         above_chance: Whether the best is clearly above ``chance_rate`` (a one-sided binomial
-            test at 1 % on the validated series); None when unknown.
+            test on the validated series at 1 % divided by the validation points looked at,
+            :func:`chance_level`); None when unknown.
     """
 
     metric: str
@@ -179,6 +180,23 @@ def _record(t: optuna.trial.FrozenTrial) -> CandidateRecord | None:
     )
 
 
+def chance_level(trials: list[optuna.trial.FrozenTrial]) -> float:
+    """The significance level of the search's chance check, corrected for the looks taken.
+
+    The best is the maximum over every validation point of every trained candidate: on labels
+    shuffled at random, some of dozens of looks land well above chance. The 1 % level is
+    divided by the number of looks (Bonferroni), so a search on noise is reported as such.
+
+    Args:
+        trials: The study's trials.
+
+    Returns:
+        ``0.01 / looks``.
+    """
+    looks = sum(len(t.intermediate_values) for t in trials if t.state == TrialState.COMPLETE)
+    return 0.01 / max(1, looks)
+
+
 def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) -> SearchSummary:
     """Summarise a study run with :class:`TinyTNASObjective` (any sampler).
 
@@ -220,6 +238,7 @@ def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) ->
     n_val = study.user_attrs.get("validation_size")
     above = None
     if best is not None and chance is not None and n_val:
-        above = clearly_above(float(best.value), float(chance), int(n_val))  # type: ignore[arg-type]
+        above = clearly_above(float(best.value), float(chance), int(n_val),  # type: ignore[arg-type]
+                              level=chance_level(trials))
     return SearchSummary(metric, best, len(trained), path, finished, trained, infeasible,
                          smallest, other, chance, study.user_attrs.get("validation"), above)

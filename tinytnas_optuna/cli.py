@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from tinytnas_optuna import __version__
 from tinytnas_optuna._budget import FIGURES, HardwareBudget, parse_seconds
-from tinytnas_optuna._training import SEARCH_STEPS, VAL_FRACTION as DEFAULT_VAL_FRACTION
+from tinytnas_optuna._training import SEARCH_STEPS
+from tinytnas_optuna._training import VAL_FRACTION as DEFAULT_VAL_FRACTION
 
 if TYPE_CHECKING:
     import numpy as np

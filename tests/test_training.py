@@ -1,0 +1,133 @@
+"""Trainings that learn: steps not epochs, cross-validation on small sets, the final recipe's
+int8 check and time bound, and the chance verdict (real data, real TensorFlow and TFLM)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+import tinytnas_optuna as tt
+from tinytnas_optuna._training import (
+    SEARCH_STEPS,
+    clearly_above,
+    final_schedule,
+    prepare_data,
+    search_schedule,
+)
+from tinytnas_optuna.cli import main
+from tinytnas_optuna.datasets import load_dataset
+
+BUDGET = tt.HardwareBudget(ram="20KB", flash="64KB", macs="60K")
+CLI_BUDGET = ["--ram", "20KB", "--flash", "64KB", "--macs", "60K"]
+
+
+@pytest.fixture(scope="module")
+def gunpoint():
+    return load_dataset("gunpoint")
+
+
+def value_of(objective: tt.TinyTNASObjective, k: int, c: int) -> optuna.trial.FrozenTrial:
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.enqueue_trial({"k": k, "c": c})
+    study.optimize(objective, n_trials=1)
+    return study.trials[0]
+
+
+def test_small_set_that_stayed_at_chance_now_learns(gunpoint):
+    # GunPoint (50 series): the old recipe's 5 epochs are a handful of steps and stay at the
+    # majority rate; the default (steps, warm-up + cosine, 3-fold CV) learns.
+    train = (gunpoint.x_train, gunpoint.y_train)
+    old = tt.TinyTNASObjective(train, budget=BUDGET, epochs=5, seed=0)
+    new = tt.TinyTNASObjective(train, budget=BUDGET, seed=0)
+    facts = new.validation_facts()
+    assert facts["validation"] == "3-fold" and facts["validation_size"] == 50
+    chance, n = facts["chance_rate"], facts["validation_size"]
+    before, after = value_of(old, 8, 3), value_of(new, 8, 3)
+    assert not clearly_above(before.value, chance, n), before.value
+    assert clearly_above(after.value, chance, n) and after.value >= 0.75, after.value
+    assert after.user_attrs["steps"] == 3 * SEARCH_STEPS  # every fold trained in full
+    assert after.user_attrs["validation"] == "3-fold"
+    assert after.user_attrs["epochs_trained"] > 0 and before.user_attrs["epochs_trained"] == 5
+
+
+def test_epochs_still_override_steps():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(400, 32, 2)).astype(np.float32), np.arange(400) % 2
+    objective = tt.TinyTNASObjective((x, y), budget=BUDGET, epochs=3, seed=0)
+    data = objective.data  # 400 series: a 15 % hold-out
+    assert data.validation == "holdout"
+    batch = objective.schedule.batch_size
+    assert objective.schedule.steps == -(-3 * len(data.y_train) // batch)
+    trial = value_of(objective, 4, 1)
+    assert trial.user_attrs["epochs_trained"] == 3
+    assert trial.user_attrs["params"]["steps"] == objective.schedule.steps
+
+
+def test_schedules_are_sized_in_steps():
+    assert search_schedule(30).steps == search_schedule(7000).steps == SEARCH_STEPS
+    assert final_schedule(60).steps == 3000  # at least 3,000 steps on a tiny set
+    assert final_schedule(6258).epochs(6258) == pytest.approx(150, rel=0.01)
+    assert search_schedule(10).batch_size <= 10  # never a batch larger than the set
+
+
+def test_small_set_is_cross_validated_large_set_held_out_given_val_used_as_is(gunpoint):
+    x, y = gunpoint.x_train, gunpoint.y_train
+    small = prepare_data((x, y), seed=3)
+    assert small.validation == "3-fold" and len(small.x_val) == 0
+    assert sorted(np.bincount(small.folds)) == [16, 17, 17]
+    np.testing.assert_array_equal(small.folds, prepare_data((x, y), seed=3).folds)  # seeded
+    given = prepare_data((x, y), (gunpoint.x_test, gunpoint.y_test))
+    assert given.validation == "holdout" and len(given.y_val) == len(gunpoint.y_test)
+
+
+def search(tmp_path: Path, *args: str) -> tuple[int, str]:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    code = main(["search", *args, *CLI_BUDGET, "--storage", url, "--study", "s",
+                 "--progress", "none"])
+    return code, url
+
+
+def test_shuffled_labels_give_the_chance_warning_and_exit_3(gunpoint, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = rng.permutation(gunpoint.y_train)  # no relation left between series and labels
+    np.savez(tmp_path / "shuffled.npz", features=gunpoint.x_train, labels=y)
+    code, url = search(tmp_path, "--train", str(tmp_path / "shuffled.npz"), "--steps", "150",
+                       "--timeout", "40s")
+    out, err = capsys.readouterr()
+    assert code == 3, err
+    warning = [line for line in err.splitlines() if "not clearly above" in line]
+    assert len(warning) == 1 and "majority class" in warning[0] and "--steps" in warning[0]
+    assert "not clearly above" in out  # the summary says it too
+    code = main(["show", "--storage", url, "--study", "s", "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert code == 0 and shown["above_chance"] is False and shown["warning"]
+    assert shown["chance_rate"] == pytest.approx(np.bincount(y).max() / len(y))
+
+
+def test_retrain_holds_its_time_bound_and_reports_the_int8_check(tmp_path, capsys):
+    # ECG5000's 500 series: a hold-out, so the int8 model is checked on validation.
+    code, url = search(tmp_path, "--dataset", "ecg5000", "--steps", "200", "--trials", "2")
+    assert code == 0, capsys.readouterr().err
+    out_dir = tmp_path / "best"
+    start = time.monotonic()
+    code = main(["retrain", "--storage", url, "--study", "s", "--out", str(out_dir),
+                 "--timeout", "25s"])
+    seconds = time.monotonic() - start
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert seconds < 25 + 15, seconds  # generous margin: the bound, export included
+    report = json.loads((out_dir / "report.json").read_text())
+    assert (out_dir / "model.tflite").stat().st_size == report["flash"]
+    q = report["quantization"]
+    assert q["checked_on"] == "val" and report["validation"] == "holdout"
+    assert report["val_float_accuracy"] == q["float"] and report["val_int8_accuracy"] == q["int8"]
+    assert q["loss_points"] == pytest.approx(100 * (q["float"] - q["int8"]), abs=0.01)
+    assert q["action"]
+    assert report["above_chance"] is True and report["warning"] is None
+    assert report["int8_accuracy"] > report["majority_rate"] + 0.2
+    assert "On validation: float" in out
