@@ -97,6 +97,18 @@ def test_gunpoint(cache_dir: Path) -> None:
     _check_layout(data, 50, 150, (150, 1), 2)
 
 
+def test_any_ucr_set_by_name() -> None:
+    car = load_dataset("ucr:car")  # any case: the archive's folder is ucr:Car
+    assert car.name == "ucr:Car" and car.input_shape == (577, 1)
+    assert (len(car.y_train), len(car.y_test), car.num_classes) == (60, 60, 4)
+    assert car.class_names == ("1", "2", "3", "4") and "Dau et al." in car.source
+    assert set(np.unique(car.y_test)) == {0, 1, 2, 3}
+    with pytest.raises(DataError, match=r"no UCR dataset 'NoSuchSet'.*Coffee"):
+        load_dataset("ucr:NoSuchSet")
+    with pytest.raises(DataError, match=r"ucr:Car"):
+        load_dataset("ucr:")
+
+
 def test_list_datasets_is_static_metadata() -> None:
     infos = list_datasets()
     assert [info.name for info in infos] == list(DATASETS)

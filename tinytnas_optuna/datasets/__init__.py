@@ -19,7 +19,7 @@ from tinytnas_optuna.datasets._builtin import (
 from tinytnas_optuna.datasets._errors import DataError
 from tinytnas_optuna.datasets._labels import encode_labels
 from tinytnas_optuna.datasets._npz import load_npz
-from tinytnas_optuna.datasets._split import split_train_val, stratified_folds
+from tinytnas_optuna.datasets._split import group_folds, split_train_val, stratified_folds
 from tinytnas_optuna.datasets._validate import validate_arrays
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "cache_path",
     "default_cache_dir",
     "encode_labels",
+    "group_folds",
     "list_datasets",
     "load_dataset",
     "load_npz",

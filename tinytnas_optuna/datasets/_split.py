@@ -127,3 +127,38 @@ def stratified_folds(labels: np.ndarray, *, folds: int, seed: int = 0) -> np.nda
         fold[members] = (np.arange(members.size) + offset) % folds
         offset += members.size
     return fold
+
+
+def group_folds(groups: np.ndarray, *, folds: int, seed: int = 0) -> np.ndarray:
+    """Assigns whole groups (e.g. subjects) to ``folds`` folds of about equal sample counts.
+
+    Groups are taken in a seeded random order and each goes to the fold with the fewest samples
+    so far, so every sample of a group is validated together, by a model that never saw it.
+
+    Args:
+        groups: (N,) group id of each sample.
+        folds: Number of folds, >= 2.
+        seed: Seed of the order.
+
+    Returns:
+        (N,) int64 fold id of each sample; every fold is non-empty.
+
+    Raises:
+        DataError: Fewer groups than folds.
+
+    Example:
+        >>> group_folds(np.array([1, 1, 2, 2, 3, 3]), folds=3).tolist().count(0)
+        2
+    """
+    g = np.asarray(groups)
+    names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    if folds < 2 or names.size < folds:
+        raise DataError(f"group_folds: cannot make {folds} folds of {names.size} groups")
+    order = np.random.default_rng(seed).permutation(names.size)
+    sizes = np.zeros(folds, np.int64)
+    of_group = np.empty(names.size, np.int64)
+    for i in order:
+        target = int(np.argmin(sizes))
+        of_group[i] = target
+        sizes[target] += counts[i]
+    return of_group[inverse].astype(np.int64)
