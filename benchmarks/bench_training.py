@@ -16,6 +16,7 @@ Run: ``python benchmarks/bench_training.py [--epochs 5] [--seeds 3] [--quick]``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import statistics
@@ -31,8 +32,8 @@ def run(recipe: str, k: int, c: int, data, epochs: int, seed: int) -> list[tuple
     """Train one candidate; return (elapsed seconds, val accuracy) after each epoch."""
     import keras
 
-    from tinytnas_optuna._objective import fit, score, training_recipe
     from tinytnas_optuna._space import build_model
+    from tinytnas_optuna._training import score, search_schedule, train
 
     keras.utils.set_random_seed(seed)
     model = build_model(k, c, data.input_shape, data.num_classes)
@@ -52,15 +53,17 @@ def run(recipe: str, k: int, c: int, data, epochs: int, seed: int) -> list[tuple
         model.fit(data.x_train, data.y_train, batch_size=32, epochs=epochs, verbose=0,
                   callbacks=[Clock()])
     else:
-        batch, lr = training_recipe(len(data.y_train))
+        # Enough epochs to fill the baseline's time (its ratio must not be capped by this),
+        # validated once an epoch like the baseline.
+        schedule = search_schedule(len(data.y_train), epochs=epochs * 6)
+        schedule = dataclasses.replace(schedule, evaluations=epochs * 6)
 
-        def on_epoch(epoch: int, value: float) -> bool:
-            points.append((time.perf_counter() - start, value))
+        def on_evaluation(step: int, pred: np.ndarray) -> bool:
+            points.append((time.perf_counter() - start,
+                           score(data.y_val, pred, "accuracy", data.num_classes)))
             return False
 
-        # Enough epochs to fill the baseline's time (its ratio must not be capped by this).
-        fit(model, data, epochs=epochs * 6, batch_size=batch, learning_rate=lr, seed=seed,
-            on_epoch=on_epoch)
+        train(model, data, schedule, seed=seed, on_evaluation=on_evaluation)
     return points
 
 
@@ -78,12 +81,14 @@ def main() -> None:
     archs = ARCHS[:1] if args.quick else ARCHS
     epochs, seeds = (2, 1) if args.quick else (args.epochs, args.seeds)
 
-    from tinytnas_optuna._objective import prepare_data, training_recipe
+    from tinytnas_optuna._training import prepare_data, search_schedule
     from tinytnas_optuna.datasets import load_dataset
 
     har = load_dataset("har")
-    data = prepare_data((har.x_train, har.y_train), groups=har.groups_train, seed=0)
-    batch, lr = training_recipe(len(data.y_train))
+    # One subject fold as a hold-out: train on two thirds of the subjects, validate on the rest.
+    data = prepare_data((har.x_train, har.y_train), groups=har.groups_train, seed=0).splits()[0]
+    schedule = search_schedule(len(data.y_train))
+    batch, lr = schedule.batch_size, schedule.learning_rate
     rows = []
     for k, c in archs:
         speedups, speedups_all, acc_base, acc_ours = [], [], [], []

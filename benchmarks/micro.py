@@ -44,12 +44,13 @@ def bench_epoch(k: int = 8, c: int = 3) -> list[tuple[str, float]]:
     """One HAR epoch: the search's recipe against the original's ``fit(batch_size=32)``."""
     import bench_training
 
-    from tinytnas_optuna._objective import prepare_data, training_recipe
+    from tinytnas_optuna._training import prepare_data, search_schedule
     from tinytnas_optuna.datasets import load_dataset
 
     har = load_dataset("har")
-    data = prepare_data((har.x_train, har.y_train), groups=har.groups_train, seed=0)
-    batch, _ = training_recipe(len(data.y_train))
+    # One subject fold as a hold-out (the search cross-validates over three).
+    data = prepare_data((har.x_train, har.y_train), groups=har.groups_train, seed=0).splits()[0]
+    batch = search_schedule(len(data.y_train)).batch_size
     base = bench_training.run("baseline", k, c, data, 2, 0)  # 2 epochs
     ours = bench_training.run("ours", k, c, data, 1, 0)  # 3 epochs
     step = lambda p: statistics.median(b[0] - a[0] for a, b in itertools.pairwise(p))
