@@ -24,6 +24,7 @@ from tinytnas_optuna._training import (
     chance_rate,
     clearly_above,
     final_schedule,
+    predict_labels,
     prepare_data,
     score,
 )
@@ -234,7 +235,7 @@ def retrain_best(
                         deadline=deadline)
     model, model_bytes, profile, quant = _quantise(runs, data, metric=metric, seed=seed,
                                                    int8_io=int8_io, deadline=deadline)
-    float_pred = _float_predict(model, x_eval)
+    float_pred = predict_labels(model, x_eval)
     int8_pred = _int8_predict(model_bytes, x_eval)
     kept = runs[quant["restart"]]
     return _export(
@@ -340,7 +341,7 @@ def _quantise(
         if best is not None and deadline is not None and time.monotonic() >= deadline:
             break
         model_bytes, profile, int8_value = convert(run["model"], CALIBRATION[0])
-        float_value = score(y_chk, _float_predict(run["model"], x_chk), metric, n)
+        float_value = score(y_chk, predict_labels(run["model"], x_chk), metric, n)
         # The deployed model is the int8 one: restarts are chosen on its validation figure.
         key = (int8_value, float_value)
         if best is None or key > best["key"]:
@@ -435,12 +436,6 @@ def _export(
     )
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
     return report
-
-
-def _float_predict(model: Any, x: np.ndarray) -> np.ndarray:
-    from tinytnas_optuna._training import predict_labels
-
-    return predict_labels(model, x)
 
 
 def _int8_predict(model_bytes: bytes, x: np.ndarray) -> np.ndarray:

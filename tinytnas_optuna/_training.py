@@ -354,7 +354,7 @@ def final_schedule(
 
     Example:
         >>> final_schedule(60).steps, final_schedule(6258).steps
-        (3000, 14670)
+        (3000, 14668)
     """
     batch = batch_size or _batch_size(n_samples, 64)
     if steps is None:
@@ -429,8 +429,8 @@ def train(
     per_call = min(8, chunk)
     chunk = per_call * math.ceil(chunk / per_call)
     model.compile(
-        optimizer=keras.optimizers.Adam(_WarmupCosine(schedule.learning_rate, schedule.steps,
-                                                      total)),
+        optimizer=keras.optimizers.Adam(_warmup_cosine(schedule.learning_rate, schedule.steps,
+                                                       total)),
         loss="sparse_categorical_crossentropy",
         steps_per_execution=per_call,
     )
@@ -494,28 +494,27 @@ def train(
     return result
 
 
-class _WarmupCosine:
-    """Linear warm-up to the peak, then cosine decay to 1 % of it at the (variable) end."""
+def _warmup_cosine(peak: float, steps: int, total: Any) -> Any:
+    """Linear warm-up to ``peak``, then cosine decay to 1 % of it at ``total`` (a variable,
+    so that a training shortened to its time limit still decays to its end)."""
+    import keras
+    from keras import ops
 
-    def __new__(cls, peak: float, steps: int, total: Any) -> Any:
-        import keras
-        from keras import ops
+    warmup = max(1.0, _WARMUP_SHARE * steps)
 
-        warmup = max(1.0, _WARMUP_SHARE * steps)
+    class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step: Any) -> Any:
+            step = ops.cast(step, "float32")
+            end = ops.cast(total, "float32")
+            warm = peak * (step + 1.0) / warmup
+            progress = ops.clip((step - warmup) / ops.maximum(end - warmup, 1.0), 0.0, 1.0)
+            decay = _FLOOR + (1.0 - _FLOOR) * 0.5 * (1.0 + ops.cos(math.pi * progress))
+            return ops.where(step < warmup, warm, peak * decay)
 
-        class Schedule_(keras.optimizers.schedules.LearningRateSchedule):
-            def __call__(self, step: Any) -> Any:
-                step = ops.cast(step, "float32")
-                end = ops.cast(total, "float32")
-                warm = peak * (step + 1.0) / warmup
-                progress = ops.clip((step - warmup) / ops.maximum(end - warmup, 1.0), 0.0, 1.0)
-                decay = _FLOOR + (1.0 - _FLOOR) * 0.5 * (1.0 + ops.cos(math.pi * progress))
-                return ops.where(step < warmup, warm, peak * decay)
+        def get_config(self) -> dict[str, Any]:
+            return {"peak": peak, "steps": steps}
 
-            def get_config(self) -> dict[str, Any]:
-                return {"peak": peak, "steps": steps}
-
-        return Schedule_()
+    return WarmupCosine()
 
 
 def predict_labels(model: Any, x: np.ndarray, chunk: int = 2048) -> np.ndarray:
