@@ -171,7 +171,7 @@ def trial_sequence(study):
 def test_sampler_visits_reference_order_and_stops(seed):
     acc_of, feasible_of = landscape(seed)
     _, best, _, evaluations = reference_search(acc_of, feasible_of)
-    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler())
+    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler(refine=False))
     study.optimize(synthetic_objective(acc_of, feasible_of), n_trials=500)
     assert trial_sequence(study) == evaluations  # stopped itself, long before 500
     assert (study.best_trial.params["k"], study.best_trial.params["c"]) == best
@@ -185,11 +185,12 @@ def test_resume_redoes_nothing(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     calls: list = []
     objective = synthetic_objective(acc_of, feasible_of, calls)
-    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler(),
+    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler(refine=False),
                                 storage=storage, study_name="s")
     study.optimize(objective, n_trials=5)
     # A new process: new sampler object, same storage.
-    study = optuna.load_study(study_name="s", storage=storage, sampler=TinyTNASSampler())
+    study = optuna.load_study(study_name="s", storage=storage,
+                              sampler=TinyTNASSampler(refine=False))
     study.optimize(objective, n_trials=500)
     assert calls == evaluations
 
@@ -209,7 +210,7 @@ def test_failed_training_is_retried_then_counts_minus_one():
             raise optuna.TrialPruned()
         return acc_of(k, c)
 
-    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler())
+    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler(refine=False))
     study.optimize(objective, n_trials=500, catch=(RuntimeError,))
     assert fails[(8, 3)] == 3  # first try + 2 retries, then -1 (never infeasible)
     expected = dict(known_results(acc_of, feasible_of, [c for c in trial_sequence(study)]))
@@ -236,7 +237,7 @@ def test_threads_never_evaluate_twice_and_agree_with_one_worker():
     acc_of, feasible_of = landscape(7)
     _, best, _, evaluations = reference_search(acc_of, feasible_of)
     calls: list = []
-    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler())
+    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler(refine=False))
     study.optimize(synthetic_objective(acc_of, feasible_of, calls), n_trials=500, n_jobs=3)
     assert len(calls) == len(set(calls))
     assert set(evaluations) <= set(calls)  # speculation may add candidates, never skip one

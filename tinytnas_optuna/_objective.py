@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from optuna.trial import TrialState
 
 from tinytnas_optuna._budget import FIGURES, HardwareBudget
 from tinytnas_optuna._recovery import heartbeat_enabled, recover_stale_trials
+from tinytnas_optuna._sampler import LEVEL_ATTR, PHASE_ATTR
 from tinytnas_optuna._space import C_RANGE, K_RANGE, Architecture, architecture
 from tinytnas_optuna._training import (
     METRICS,
@@ -32,10 +34,15 @@ from tinytnas_optuna._training import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tinytnas_optuna._hardware import HardwareProfile
+    from tinytnas_optuna._retrain import RetrainReport
 
 # Seconds between looks at the storage while waiting for another worker's identical candidate.
 _POLL_SECONDS = 0.5
+#: A re-ranking training (fidelity level >= 1) is this many times the search's steps.
+RERANK_STEPS_FACTOR = 2
 
 
 class TinyTNASObjective:
@@ -60,8 +67,13 @@ class TinyTNASObjective:
             (an explicit override; the step default ranks networks at any data size).
         seed: Seed for the split and for each candidate's training (derived from ``(k, c)`` so a
             candidate's accuracy does not depend on which worker trains it or when).
-        timeout: Seconds from this objective's first call in this process after which any
-            training in flight is stopped and no new one starts.
+        timeout: Seconds from this objective's first call in this process for the whole job:
+            the search, then (with ``reserve_final``) the final model of
+            :meth:`retrain_best`. The search ends (any training in flight stopped, no new one
+            started) early enough to leave the final training the time it needs, estimated
+            from the measured speed of the best candidate's trainings.
+        reserve_final: Keep that time for the final model (default); False: the search
+            itself uses all of ``timeout``.
         groups: Group ids of ``train`` samples for a group-aware validation split.
         val_fraction: Held-out share when ``val`` is None.
         metric: ``"accuracy"`` or ``"balanced_accuracy"``.
@@ -85,6 +97,7 @@ class TinyTNASObjective:
         epochs: int | None = None,
         seed: int | None = None,
         timeout: float | None = None,
+        reserve_final: bool = True,
         groups: np.ndarray | None = None,
         val_fraction: float = VAL_FRACTION,
         metric: str = "accuracy",
@@ -107,6 +120,9 @@ class TinyTNASObjective:
         self.seed = 0 if seed is None else int(seed)
         self.data = prepare_data(train, val, groups=groups, val_fraction=val_fraction,
                                  seed=self.seed)
+        # The raw inputs, for the final model (retrain_best prepares them the same way).
+        self._inputs = {"train": train, "val": val, "groups": groups,
+                        "val_fraction": val_fraction}
         self.budget = budget
         self.metric = metric
         self.k_range = k_range
@@ -116,16 +132,115 @@ class TinyTNASObjective:
             len(self.data.splits()[0].y_train), steps=steps, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate)
         self.timeout = timeout
+        self.reserve_final = reserve_final
         self.int8_io = int8_io
         self.on_trained = on_trained
+        self._end: float | None = None
         self._deadline: float | None = None
+        self._stopped = False
         self._recorded = False
         self.check_budget_reachable()
 
     @property
     def deadline(self) -> float | None:
-        """``time.monotonic()`` at which the time bound ends (None before the first call)."""
+        """``time.monotonic()`` at which the search ends (None before the first call).
+
+        With ``reserve_final`` it is the end of the time bound minus the final training's
+        estimated time, re-estimated before each candidate.
+        """
         return self._deadline
+
+    @property
+    def end(self) -> float | None:
+        """``time.monotonic()`` at which the whole time bound ends (None before the first call)."""
+        return self._end
+
+    def schedule_for(self, level: int) -> Schedule:
+        """The training of a fidelity level: the search's (0), or a longer re-ranking one.
+
+        Args:
+            level: 0 for the search's training; >= 1 for a re-ranking (``RERANK_STEPS_FACTOR``
+                times the steps, other initial weights).
+
+        Returns:
+            The :class:`Schedule`.
+        """
+        if level == 0:
+            return self.schedule
+        return replace(self.schedule, steps=self.schedule.steps * RERANK_STEPS_FACTOR)
+
+    def fidelity(self, level: int) -> str:
+        """What a training of this level is, e.g. ``"800 steps, seed 0"``: equal strings are
+        the same training of a network (same schedule, same initial weights)."""
+        return f"{self.schedule_for(level).steps} steps, seed {level}"
+
+    def final_reserve(self, trials: list[optuna.trial.FrozenTrial]) -> float:
+        """Seconds kept for the final model: an estimate from the candidates' measured speed.
+
+        The best trained candidate's seconds per step (else the median over the candidates),
+        scaled to the final schedule's batch, times its steps and restarts, plus conversion,
+        TFLM scoring and export; within 10..50 % of ``timeout``.
+
+        Args:
+            trials: The study's trials.
+
+        Returns:
+            Seconds (0 without a timeout).
+        """
+        from tinytnas_optuna._retrain import estimate_final_seconds
+
+        if self.timeout is None:
+            return 0.0
+        timed = [t for t in trials if t.state == TrialState.COMPLETE
+                 and t.user_attrs.get("step_seconds")]
+        if timed:
+            best = max(timed, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+            step_seconds = float(best.user_attrs["step_seconds"])
+        else:  # nothing measured yet: a quarter of the bound
+            return 0.25 * self.timeout
+        seconds = estimate_final_seconds(
+            step_seconds, self.schedule.batch_size, n_train=self.final_train_size,
+            n_check=len(self.data.validation_labels))
+        return min(max(seconds, 0.1 * self.timeout), 0.5 * self.timeout)
+
+    @property
+    def final_train_size(self) -> int:
+        """Series the final model trains on: every series under cross-validation."""
+        if self.data.folds is not None:
+            return len(self.data.validation_labels)
+        return len(self.data.y_train)
+
+    def retrain_best(
+        self, study: optuna.Study, *, out_dir: str | Path,
+        test: tuple[np.ndarray, np.ndarray] | None = None, **kwargs: Any,
+    ) -> RetrainReport:
+        """Train, convert, check and export the search's best within what is left of ``timeout``.
+
+        The one call after ``study.optimize(objective)``: :func:`retrain_best` on this
+        objective's data, seed and metric, bounded by the end of the time bound.
+
+        Args:
+            study: The study this objective searched.
+            out_dir: Where the model, C files and ``report.json`` go.
+            test: Optional test set to report.
+            **kwargs: Passed on to :func:`~tinytnas_optuna.retrain_best`.
+
+        Returns:
+            The :class:`~tinytnas_optuna.RetrainReport`.
+        """
+        from tinytnas_optuna._retrain import retrain_best
+
+        timeout = None
+        if self._end is not None:
+            timeout = max(self._end - time.monotonic(), 1.0)
+        elif self.timeout is not None:
+            timeout = self.timeout
+        kwargs = {"timeout": timeout, "seed": self.seed, "metric": self.metric,
+                  "int8_io": self.int8_io, **kwargs}
+        return retrain_best(study, self._inputs["train"], val=self._inputs["val"], test=test,
+                            groups=self._inputs["groups"],
+                            val_fraction=self._inputs["val_fraction"], out_dir=out_dir,
+                            **kwargs)
 
     def check_budget_reachable(self) -> None:
         """Refuse a budget that no candidate of the ranges can fit, before any trial.
@@ -186,11 +301,17 @@ class TinyTNASObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         now = time.monotonic()
-        if self._deadline is None and self.timeout is not None:
-            self._deadline = now + self.timeout
+        if self._end is None and self.timeout is not None:
+            self._end = now + self.timeout
+            self._deadline = self._end
         k = trial.suggest_int("k", *self.k_range, log=True)
         c = trial.suggest_int("c", *self.c_range)
         self._record_validation(trial.study)
+        system = trial.storage.get_trial_system_attrs(trial._trial_id)
+        level = int(system.get(LEVEL_ATTR, 0))
+        trial.set_user_attr("phase", system.get(PHASE_ATTR, "search"))
+        trial.set_user_attr("fidelity", self.fidelity(level))
+        self._update_deadline(trial.study)
         self._stop_if_out_of_time(trial)
         arch = self.architecture(k, c)
         trial.set_user_attr("widths", list(arch.widths) + [arch.dense])
@@ -206,10 +327,10 @@ class TinyTNASObjective:
             )
             raise optuna.TrialPruned(f"infeasible, not trained: {over}")
 
-        reused = self._reuse_identical(trial, arch)
+        reused = self._reuse_identical(trial, arch, self.fidelity(level))
         if reused is not None:
             return reused
-        return self._train(trial, arch, k, c)
+        return self._train(trial, arch, k, c, level)
 
     def validation_facts(self) -> dict[str, Any]:
         """How candidates are validated and what predicting the majority class would score.
@@ -239,7 +360,7 @@ class TinyTNASObjective:
         self._recorded = True
 
     def out_of_time(self) -> bool:
-        """Whether the time bound has been reached (or a stop was requested)."""
+        """Whether the search's time is up (or a stop was requested)."""
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     def request_stop(self) -> None:
@@ -249,6 +370,15 @@ class TinyTNASObjective:
         no new training starts in this process.
         """
         self._deadline = time.monotonic()
+        self._stopped = True
+
+    def _update_deadline(self, study: optuna.Study) -> None:
+        if self._end is None or self._stopped:
+            return
+        reserve = 0.0
+        if self.reserve_final:
+            reserve = self.final_reserve(study.get_trials(deepcopy=False))
+        self._deadline = self._end - reserve
 
     def _stop_if_out_of_time(self, trial: optuna.Trial) -> None:
         if self.out_of_time():
@@ -273,17 +403,22 @@ class TinyTNASObjective:
             trial._trial_id, "constraints", [excess[n] for n in FIGURES]
         )
 
-    def _reuse_identical(self, trial: optuna.Trial, arch: Architecture) -> float | None:
-        """Reuse the result of an earlier trial of the same network; wait if it is in training.
+    def _reuse_identical(
+        self, trial: optuna.Trial, arch: Architecture, fidelity: str
+    ) -> float | None:
+        """Reuse the result of an earlier trial of the same training; wait if it is running.
 
-        A network trained once is never trained again, whichever sampler proposed it twice.
+        A network trained once at a fidelity is never trained again at it, whichever sampler
+        proposed it twice.
         """
         widths = list(arch.widths) + [arch.dense]
         storage, study_id = trial.storage, trial.study._study_id
+        base = self.fidelity(0)
         while True:
             earlier = [
                 t for t in storage.get_all_trials(study_id, deepcopy=False)
                 if t.number < trial.number and t.user_attrs.get("widths") == widths
+                and t.user_attrs.get("fidelity", base) == fidelity
             ]
             done = [t for t in earlier if t.state == TrialState.COMPLETE]
             if done:
@@ -298,14 +433,14 @@ class TinyTNASObjective:
             if heartbeat_enabled(storage):
                 recover_stale_trials(trial.study)
 
-    def _train(self, trial: optuna.Trial, arch: Architecture, k: int, c: int) -> float:
+    def _train(self, trial: optuna.Trial, arch: Architecture, k: int, c: int, level: int) -> float:
         import keras
 
         from tinytnas_optuna._space import build_model
         from tinytnas_optuna._training import train
 
         splits = self.data.splits()
-        schedule = self.schedule
+        schedule = self.schedule_for(level)
         holdout = len(splits) == 1
         pruned = {"flag": False}
 
@@ -326,7 +461,8 @@ class TinyTNASObjective:
         trial.set_user_attr("validation", self.data.validation)
         trial.set_user_attr("params", {"k": k, "c": c, **schedule.to_dict()})
         start = time.monotonic()
-        seed = _candidate_seed(self.seed, arch)
+        # Level 0 keeps the seed of earlier versions; each re-ranking level other weights.
+        seed = _candidate_seed(self.seed, arch) + 7919 * level
         results: list[TrainResult] = []
         model = None
         for fold, split in enumerate(splits):
@@ -343,6 +479,9 @@ class TinyTNASObjective:
                 trial.report(value, step)
         steps_done = sum(r.steps for r in results)
         trial.set_user_attr("train_seconds", round(time.monotonic() - start, 3))
+        rates = [r.step_seconds for r in results if r.step_seconds]
+        if rates:
+            trial.set_user_attr("step_seconds", float(np.median(rates)))
         trial.set_user_attr("steps", steps_done)
         trial.set_user_attr("epochs_trained",
                             _epochs(curve[-1][0], schedule, splits[0]) if curve else 0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
@@ -33,6 +35,11 @@ class CandidateRecord:
         figures_method: ``"measured"`` or ``"analytic"`` (estimate).
         epochs: Epochs trained.
         seconds: Training seconds.
+        phase: ``"greedy"``, ``"refine"``, ``"rerank"`` (TinyTNASSampler), ``"search"`` (other
+            samplers), or None (studies from before phases were recorded).
+        fidelity: The training, e.g. ``"800 steps, seed 0"`` (equal only for the same training).
+        runs: Trainings averaged in ``value`` (more than 1 only for the summary's best after
+            re-ranking).
     """
 
     trial: int
@@ -46,6 +53,9 @@ class CandidateRecord:
     figures_method: str | None
     epochs: int
     seconds: float
+    phase: str | None = None
+    fidelity: str | None = None
+    runs: int = 1
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,10 @@ class SearchSummary:
 
     Attributes:
         metric: Name of the validation metric.
-        best: The best feasible trained candidate, or None when nothing fits.
-        trained_count: Candidates actually trained (reuses not counted).
+        best: The best feasible trained candidate, or None when nothing fits: the candidate
+            whose trainings have the best mean value (its first trial; ``value`` is the mean,
+            ``runs`` how many trainings it averages).
+        trained_count: Trainings run (reuses not counted).
         path: Accepted candidates in order (TinyTNAS's search path; for other samplers, each
             improvement of the best in trial order).
         finished: Whether the greedy search has nothing left to evaluate.
@@ -69,6 +81,9 @@ class SearchSummary:
         above_chance: Whether the best is clearly above ``chance_rate`` (a one-sided binomial
             test on the validated series at 1 % divided by the validation points looked at,
             :func:`chance_level`); None when unknown.
+        phases: Per phase (``greedy``, ``refine``, ``rerank``, ``search``): ``trials``,
+            ``trained`` and ``seconds`` (wall time of its trials), in order of first trial.
+        final: What the study recorded of its final model (``record_final``), or None.
     """
 
     metric: str
@@ -83,6 +98,8 @@ class SearchSummary:
     chance_rate: float | None = None
     validation: str | None = None
     above_chance: bool | None = None
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    final: dict[str, Any] | None = None
 
     @property
     def warning(self) -> str | None:
@@ -106,14 +123,23 @@ class SearchSummary:
             lines.append(f"No feasible candidate found. Smallest figures measured: {smallest}")
         else:
             b = self.best
+            runs = f", mean of {b.runs} trainings" if b.runs > 1 else ""
             lines.append(
-                f"Best: k={b.k}, c={b.c}, {self.metric}={b.value:.4f}, RAM {b.ram:,} B, "
+                f"Best: k={b.k}, c={b.c}, {self.metric}={b.value:.4f}{runs}, RAM {b.ram:,} B, "
                 f"flash {b.flash:,} B, {b.macs:,} MAC (trial {b.trial})"
             )
         lines.append(
             f"Trained {self.trained_count}, infeasible {len(self.infeasible)}, "
-            f"search {'finished' if self.finished else 'not finished'}"
+            f"greedy {'finished' if self.finished else 'not finished'}"
         )
+        if self.phases:
+            lines.append("Time by phase: " + "; ".join(
+                f"{name} {p['trials']:.0f} trials ({p['trained']:.0f} trained) {p['seconds']:.0f} s"
+                for name, p in self.phases.items()))
+        if self.final:
+            f = self.final
+            lines.append(f"Final model: k={f['k']}, c={f['c']}, int8 {f['evaluated_on']} accuracy "
+                         f"{f['int8_accuracy']:.4f}, {f['seconds']:.0f} s, in {f['out_dir']}")
         lines.append("Search path: " + " -> ".join(f"({k},{c})" for k, c in self.path))
         lines.append(_table(self.trained + self.infeasible + self.other, self.metric))
         if self.warning:
@@ -122,15 +148,15 @@ class SearchSummary:
 
 
 def _table(rows: list[CandidateRecord], metric: str) -> str:
-    head = f"{'trial':>5} {'k':>5} {'c':>2} {'state':<11} {metric[:8]:>8} {'RAM B':>8} " \
-           f"{'flash B':>8} {'MAC':>9} {'figures':<9} {'epochs':>6} {'sec':>6}"
+    head = f"{'trial':>5} {'k':>5} {'c':>2} {'phase':<7} {'state':<11} {metric[:8]:>8} " \
+           f"{'RAM B':>8} {'flash B':>8} {'MAC':>9} {'figures':<9} {'epochs':>6} {'sec':>6}"
     out = [head, "-" * len(head)]
     for r in sorted(rows, key=lambda r: r.trial):
         value = "" if r.value is None else f"{r.value:.4f}"
         out.append(
-            f"{r.trial:>5} {r.k:>5} {r.c:>2} {r.state:<11} {value:>8} {_n(r.ram):>8} "
-            f"{_n(r.flash):>8} {_n(r.macs):>9} {r.figures_method or '':<9} {r.epochs:>6} "
-            f"{r.seconds:>6.1f}"
+            f"{r.trial:>5} {r.k:>5} {r.c:>2} {r.phase or '':<7} {r.state:<11} {value:>8} "
+            f"{_n(r.ram):>8} {_n(r.flash):>8} {_n(r.macs):>9} {r.figures_method or '':<9} "
+            f"{r.epochs:>6} {r.seconds:>6.1f}"
         )
     return "\n".join(out)
 
@@ -176,8 +202,72 @@ def _record(t: optuna.trial.FrozenTrial) -> CandidateRecord | None:
         trial=t.number, k=cand[0], c=cand[1], state=state, value=value,
         ram=ua.get("ram"), flash=ua.get("flash"), macs=ua.get("macs"),
         figures_method=ua.get("figures_method"), epochs=int(ua.get("epochs_trained", 0)),
-        seconds=float(ua.get("train_seconds", 0.0)),
+        seconds=float(ua.get("train_seconds", 0.0)), phase=ua.get("phase"),
+        fidelity=ua.get("fidelity"),
     )
+
+
+def best_candidate(records: list[CandidateRecord]) -> CandidateRecord | None:
+    """The candidate whose trainings have the best mean value (first trial wins ties).
+
+    Each distinct training (fidelity) of a candidate counts once: reuses repeat a value.
+
+    Args:
+        records: Trial records.
+
+    Returns:
+        The candidate's first record with ``value`` the mean and ``runs`` the count, or None.
+    """
+    values: dict[tuple[int, int], dict[str | None, float]] = {}
+    first: dict[tuple[int, int], CandidateRecord] = {}
+    for r in sorted(records, key=lambda r: r.trial):
+        if r.state not in ("trained", "pruned") or r.value is None or math.isnan(r.value):
+            continue
+        values.setdefault((r.k, r.c), {}).setdefault(r.fidelity, r.value)
+        first.setdefault((r.k, r.c), r)
+    if not values:
+        return None
+    mean = {cand: sum(v.values()) / len(v) for cand, v in values.items()}
+    cand = max(mean, key=lambda c: (mean[c], -first[c].trial))
+    return replace(first[cand], value=mean[cand], runs=len(values[cand]))
+
+
+def phase_times(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, float]]:
+    """Trials, trainings and wall seconds per phase, in order of each phase's first trial.
+
+    Args:
+        trials: The study's trials.
+
+    Returns:
+        ``{phase: {"trials", "trained", "seconds"}}`` (empty when no phase was recorded).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        phase = t.user_attrs.get("phase")
+        if phase is None or t.datetime_start is None:
+            continue
+        p = out.setdefault(phase, {"trials": 0, "trained": 0, "seconds": 0.0})
+        p["trials"] += 1
+        p["trained"] += trial_state(t) == "trained"
+        if t.datetime_complete is not None:
+            p["seconds"] += (t.datetime_complete - t.datetime_start).total_seconds()
+    return out
+
+
+def record_final(study: optuna.Study, report: Any, out_dir: str | Path) -> None:
+    """Record the final model's outcome in the study (``show``, the dashboard and plots read it).
+
+    Args:
+        study: The study.
+        report: The :class:`~tinytnas_optuna.RetrainReport`.
+        out_dir: Where its files were written.
+    """
+    study.set_user_attr("final", {
+        "k": report.k, "c": report.c, "evaluated_on": report.evaluated_on,
+        "int8_accuracy": report.int8_accuracy, "float_accuracy": report.float_accuracy,
+        "seconds": report.seconds, "out_dir": str(out_dir), "above_chance": report.above_chance,
+        "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+    })
 
 
 def chance_level(trials: list[optuna.trial.FrozenTrial]) -> float:
@@ -215,7 +305,7 @@ def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) ->
     # Reused trials repeat an earlier trial's value: the earlier one stands for both.
     scored = [r for r in records if r.state in ("trained", "pruned")
               and r.value is not None and not math.isnan(r.value)]
-    best = max(scored, key=lambda r: (r.value, -r.trial)) if scored else None
+    best = best_candidate(records)
 
     greedy = sampler or TinyTNASSampler()
     replay = greedy.replay(study)
@@ -241,4 +331,5 @@ def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) ->
         above = clearly_above(float(best.value), float(chance), int(n_val),  # type: ignore[arg-type]
                               level=chance_level(trials))
     return SearchSummary(metric, best, len(trained), path, finished, trained, infeasible,
-                         smallest, other, chance, study.user_attrs.get("validation"), above)
+                         smallest, other, chance, study.user_attrs.get("validation"), above,
+                         phase_times(trials), study.user_attrs.get("final"))

@@ -44,6 +44,40 @@ CLIP_PERCENTILES = (99.9, 99.0, 98.0)
 # plus a per-series TFLM cost (measured ~0.3 ms per HAR window on this CPU; 1 ms is generous).
 _RESERVE_SECONDS = 10.0
 _TFLM_SECONDS_PER_SERIES = 1e-3
+#: Restarts of the final training.
+RESTARTS = 3
+# Per restart: building and compiling the model, converting it to int8 (measured 2-4 s).
+_RESTART_SECONDS = 5.0
+
+
+def estimate_final_seconds(
+    step_seconds: float, search_batch: int, *, n_train: int, n_check: int,
+    restarts: int = RESTARTS,
+) -> float:
+    """Estimated wall time of :func:`retrain_best` (default schedule), from a search training.
+
+    A step's time grows with the batch less than in proportion (the per-step overhead of a
+    small network dominates): the search's seconds per step are scaled by the square root of
+    the batch ratio.
+
+    Args:
+        step_seconds: Measured seconds per step of the network in the search.
+        search_batch: The search's batch size.
+        n_train: Series the final model trains on.
+        n_check: Series the int8 check and the report score.
+        restarts: Restarts of the final training.
+
+    Returns:
+        Seconds (an estimate).
+
+    Example:
+        >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_check=1000))
+        118
+    """
+    schedule = final_schedule(n_train)
+    per_step = step_seconds * math.sqrt(schedule.batch_size / search_batch)
+    return (restarts * (schedule.steps * per_step + _RESTART_SECONDS) + _RESERVE_SECONDS
+            + _TFLM_SECONDS_PER_SERIES * (restarts + 2) * n_check)
 
 
 @dataclass(frozen=True)
@@ -151,7 +185,7 @@ def retrain_best(
     timeout: float | None = None,
     groups: np.ndarray | None = None,
     val_fraction: float = VAL_FRACTION,
-    restarts: int = 3,
+    restarts: int = RESTARTS,
     metric: str = "accuracy",
     batch_size: int | None = None,
     learning_rate: float | None = None,
@@ -195,7 +229,7 @@ def retrain_best(
         ValueError: Bad arguments, no feasible trained candidate, or test data that does not
             match the training data (``DataError``).
     """
-    from tinytnas_optuna._results import summarize
+    from tinytnas_optuna._results import record_final, summarize
     from tinytnas_optuna.datasets import DataError, validate_arrays
 
     started = time.monotonic()
@@ -238,7 +272,7 @@ def retrain_best(
     float_pred = predict_labels(model, x_eval)
     int8_pred = _int8_predict(model_bytes, x_eval)
     kept = runs[quant["restart"]]
-    return _export(
+    report = _export(
         out_dir, k=k, c=c, data=data, x_eval=x_eval, y_eval=y_eval, evaluated_on=evaluated_on,
         float_pred=float_pred, int8_pred=int8_pred, model_bytes=model_bytes, profile=profile,
         quant=quant, schedule=schedule, steps=kept["steps"], restarts_run=len(runs),
@@ -246,6 +280,8 @@ def retrain_best(
         holdout=holdout, validation="holdout" if holdout else summary.validation or "k-fold",
         class_names=class_names, started=started,
     )
+    record_final(study, report, out_dir)
+    return report
 
 
 def _train_final(

@@ -1,9 +1,11 @@
-"""TinyTNASSampler: the greedy expansion of TinyTNAS as an Optuna sampler.
+"""TinyTNASSampler: the greedy expansion of TinyTNAS, then a refinement, as an Optuna sampler.
 
 The sampler holds no search state. On every trial it reads the study's trials from the storage,
 turns them into known results, and replays the greedy search (:mod:`tinytnas_optuna._greedy`) to
-find the next candidate. That makes a killed search resumable and lets several workers (threads,
-processes, machines) share one study: whatever they have recorded is the state.
+find the next candidate; once the greedy has ended, the refinement (:mod:`tinytnas_optuna._refine`)
+picks the next training from the same results. That makes a killed search resumable and lets
+several workers (threads, processes, machines) share one study: whatever they have recorded is the
+state.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from tinytnas_optuna import _greedy
+from tinytnas_optuna import _greedy, _refine
 from tinytnas_optuna._space import C_RANGE, K_RANGE
 
 if TYPE_CHECKING:
@@ -29,7 +31,22 @@ if TYPE_CHECKING:
 
 _CANDIDATE_ATTR = "tinytnas:candidate"
 _FINISHED_ATTR = "tinytnas:search_finished"
+#: Fidelity level (0 = the search's training) and phase the sampler assigned a trial.
+LEVEL_ATTR = "tinytnas:level"
+PHASE_ATTR = "tinytnas:phase"
 _PARAMS = ("k", "c")
+
+
+def trial_level(trial: FrozenTrial) -> int:
+    """The fidelity level a trial trains at: 0 unless the refinement assigned a re-ranking.
+
+    Args:
+        trial: Any trial of the study.
+
+    Returns:
+        The level (0 for the greedy's, the exploration's and other samplers' trials).
+    """
+    return int(trial.system_attrs.get(LEVEL_ATTR, 0))
 
 
 def trial_candidate(trial: FrozenTrial) -> _greedy.Candidate | None:
@@ -92,7 +109,7 @@ def _check_single_maximize(study: Study, *, strict: bool) -> None:
 
 
 class TinyTNASSampler(BaseSampler):
-    """Propose ``(k, c)`` by TinyTNAS's greedy expansion (arXiv 2408.16535).
+    """Propose ``(k, c)`` by TinyTNAS's greedy expansion (arXiv 2408.16535), then refine.
 
     The objective must suggest ``k`` and ``c`` as integers (as :class:`TinyTNASObjective` does);
     any other parameter is sampled by ``independent_sampler``. The study must maximize.
@@ -103,8 +120,18 @@ class TinyTNASSampler(BaseSampler):
     - A candidate whose training completed is never handed out again.
     - A failed trial's candidate is handed out again, at most ``max_retries`` more times; after
       that it counts as accuracy -1.
-    - When the greedy search is finished, the study is stopped (inside ``optimize`` only, so
-      ask-and-tell keeps working).
+    - The greedy's trajectory is exactly the paper's: it reads only the search's own trainings
+      (level 0). When it has ended and ``refine`` is on, the refinement of
+      :mod:`tinytnas_optuna._refine` follows: re-ranking of the best candidates by a longer
+      training from other initial weights (level 1, 2), and exploration of the feasible
+      candidates the greedy skipped around the best ones. Each trial gets the phase
+      (``greedy``, ``refine``, ``rerank``) and the level in its system attrs; the objective
+      records them as the user attrs ``phase`` and ``fidelity``.
+    - A candidate is never trained twice at the same level, by any number of workers.
+    - When there is nothing left (the greedy's end with ``refine=False``; with refinement,
+      every feasible candidate of the refinement's grid trained at every level, or
+      ``refine_trials`` reached), the study is stopped (inside ``optimize`` only, so
+      ask-and-tell keeps working). A time bound usually ends the refinement first.
     - With several workers, a worker whose next candidate is being trained elsewhere takes a
       candidate the search will need under one of that training's possible outcomes
       (speculation). The answer is the one-worker search's: its replay reads only the results the
@@ -119,6 +146,9 @@ class TinyTNASSampler(BaseSampler):
         independent_sampler: Sampler for other parameters (default ``RandomSampler(seed)``).
         claim_timeout: Seconds a new trial waits for earlier running trials to be assigned their
             candidates, so that concurrent workers do not pick the same one.
+        refine: Refine after the greedy (default); False gives the paper's greedy alone.
+        refine_trials: At most this many refinement trials (None: until the study is stopped,
+            by a time bound for instance, or nothing is left).
     """
 
     def __init__(
@@ -131,6 +161,8 @@ class TinyTNASSampler(BaseSampler):
         max_retries: int = 2,
         independent_sampler: BaseSampler | None = None,
         claim_timeout: float = 10.0,
+        refine: bool = True,
+        refine_trials: int | None = None,
     ) -> None:
         if k_range[0] < 1 or k_range[0] > k_range[1] or c_range[0] < 0 or c_range[0] > c_range[1]:
             raise ValueError(f"invalid ranges k={k_range}, c={c_range}")
@@ -140,6 +172,10 @@ class TinyTNASSampler(BaseSampler):
         self._max_retries = max_retries
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._claim_timeout = claim_timeout
+        if refine_trials is not None and refine_trials < 0:
+            raise ValueError(f"refine_trials must be >= 0, got {refine_trials}")
+        self.refine = refine
+        self._refine_trials = refine_trials
         # Threads of one process (n_jobs > 1) claim one at a time; processes use the ordering
         # protocol in `_wait_for_earlier_claims`.
         self._lock = threading.Lock()
@@ -164,7 +200,7 @@ class TinyTNASSampler(BaseSampler):
         failures: Counter[_greedy.Candidate] = Counter()
         for t in sorted(trials, key=lambda t: t.number):
             cand = trial_candidate(t)
-            if cand is None or t.number == exclude:
+            if cand is None or t.number == exclude or trial_level(t) != 0:
                 continue
             if t.state == TrialState.RUNNING:
                 running.add(cand)
@@ -206,6 +242,51 @@ class TinyTNASSampler(BaseSampler):
                                  c_range=self._c_range, start=self._start)
         return order, running, results
 
+    def refinement(self, trials: Sequence[FrozenTrial], *,
+                   exclude: int | None = None) -> _refine.Pick | None:
+        """The refinement's next training given the trials, or None when nothing is left.
+
+        Args:
+            trials: The study's trials (the greedy must have ended).
+            exclude: A trial number to leave out (the trial being sampled).
+
+        Returns:
+            The :class:`~tinytnas_optuna._refine.Pick`, or None (also when ``refine`` is off or
+            ``refine_trials`` is reached).
+        """
+        if not self.refine:
+            return None
+        runs: dict[_greedy.Candidate, dict[int, float]] = {}
+        infeasible: set[_greedy.Candidate] = set()
+        busy: set[tuple[_greedy.Candidate, int]] = set()
+        failures: Counter[tuple[_greedy.Candidate, int]] = Counter()
+        refining = 0
+        for t in trials:
+            cand = trial_candidate(t)
+            if cand is None or t.number == exclude:
+                continue
+            level = trial_level(t)
+            refining += t.system_attrs.get(PHASE_ATTR) in ("refine", "rerank")
+            if t.state == TrialState.RUNNING:
+                busy.add((cand, level))
+                continue
+            if t.state == TrialState.FAIL:
+                failures[(cand, level)] += 1
+                continue
+            outcome = trial_outcome(
+                t.state, t.value if t.state == TrialState.COMPLETE else None, t.user_attrs,
+                t.intermediate_values, t.constraints,
+            )
+            if outcome == _greedy.INFEASIBLE:
+                infeasible.add(cand)
+            elif outcome is not None:
+                runs.setdefault(cand, {}).setdefault(level, float(outcome))
+        if self._refine_trials is not None and refining >= self._refine_trials:
+            return None
+        tried = {key for key, n in failures.items() if n > self._max_retries}
+        return _refine.next_refinement(runs, infeasible, tried=tried, busy=busy,
+                                       k_range=self._k_range, c_range=self._c_range)
+
     # -- Optuna's sampler interface -------------------------------------------------------------
 
     def reseed_rng(self) -> None:
@@ -234,11 +315,15 @@ class TinyTNASSampler(BaseSampler):
     def _assign(self, study: Study, trial: FrozenTrial) -> None:
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         order, running, results = self._frontier(trials, trial.number)
+        level, phase = 0, "greedy"
+        pick = None if order else self.refinement(trials, exclude=trial.number)
         if order:
             free = [cand for cand in order if cand not in running]
             # All candidates the search could need are in training elsewhere: take the first;
             # the objective waits for that result instead of training it twice.
             cand = free[0] if free else order[0]
+        elif pick is not None:
+            cand, level, phase = pick
         else:
             # Finished (another worker completed it): revisit the best; the objective reuses its
             # result without training, and after_trial stops this worker.
@@ -246,6 +331,8 @@ class TinyTNASSampler(BaseSampler):
                                   start=self._start).best
             cand = best or self._start
             study._storage.set_trial_system_attr(trial._trial_id, _FINISHED_ATTR, True)
+        study._storage.set_trial_system_attr(trial._trial_id, LEVEL_ATTR, level)
+        study._storage.set_trial_system_attr(trial._trial_id, PHASE_ATTR, phase)
         study._storage.set_trial_system_attr(trial._trial_id, _CANDIDATE_ATTR, list(cand))
 
     def _wait_for_earlier_claims(self, study: Study, number: int) -> None:
@@ -301,7 +388,7 @@ class TinyTNASSampler(BaseSampler):
         finished_trial.values = list(values) if values and state == TrialState.COMPLETE else None
         others = [t for t in trials if t.number != trial.number] + [finished_trial]
         order, _, _ = self._frontier(others, None)
-        if not order:
+        if not order and self.refinement(others) is None:
             try:
                 study.stop()
             except RuntimeError:

@@ -375,6 +375,8 @@ class TrainResult:
         cut: Whether ``stop`` (the time bound) ended it before its schedule.
         best_weights: Weights at the best validation point (``keep_best``), else None.
         seconds: Wall time.
+        step_seconds: Seconds per step after the first validation point (validation
+            included, the compilation of the first chunk excluded); None when it ended before.
     """
 
     steps: int
@@ -383,6 +385,7 @@ class TrainResult:
     cut: bool
     best_weights: list[np.ndarray] | None
     seconds: float
+    step_seconds: float | None = None
 
 
 def train(
@@ -471,6 +474,7 @@ def train(
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if result.cut:
                 return
+            state.setdefault("first", (time.monotonic(), state["steps"]))
             if time_limit is not None:
                 self._fit_to_time()
             if not validate:
@@ -491,6 +495,9 @@ def train(
               callbacks=[_Loop()])
     result.steps = state["steps"]
     result.seconds = time.monotonic() - started
+    if "first" in state and result.steps > state["first"][1]:
+        t0, s0 = state["first"]
+        result.step_seconds = (started + result.seconds - t0) / (result.steps - s0)
     return result
 
 

@@ -1,0 +1,124 @@
+"""The refinement after the greedy: pure logic, then the sampler on a synthetic objective.
+
+No TensorFlow here: the objective below returns a landscape's value, one per (candidate, level),
+so that what the sampler asks for (and never asks twice) is checked exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import optuna
+import pytest
+
+from test_greedy import C_RANGE, K_RANGE, landscape, reference_search
+from tinytnas_optuna import _refine
+from tinytnas_optuna._sampler import LEVEL_ATTR, PHASE_ATTR, TinyTNASSampler, trial_level
+
+
+def level_objective(acc_of, feasible_of, calls):
+    """Accuracy of ``(k, c)``; a re-ranking (level >= 1) adds a wobble (another seed, another
+    value)."""
+
+    def objective(trial):
+        k = trial.suggest_int("k", *K_RANGE, log=True)
+        c = trial.suggest_int("c", *C_RANGE)
+        level = int(trial.storage.get_trial_system_attrs(trial._trial_id).get(LEVEL_ATTR, 0))
+        calls.append(((k, c), level))
+        feasible = feasible_of(k, c)
+        trial.set_user_attr("feasible", feasible)
+        if not feasible:
+            raise optuna.TrialPruned()
+        wobble = (zlib.crc32(f"{k}:{c}:{level}".encode()) / 2**32 - 0.5) * 0.02
+        return acc_of(k, c) + (wobble if level else 0.0)
+
+    return objective
+
+
+def test_reranks_the_best_first_then_explores_around_it():
+    runs = {(4, 3): {0: 0.80}, (8, 3): {0: 0.90}, (16, 3): {0: 0.85}, (8, 0): {0: 0.70}}
+    picks = []
+    runs = {k: dict(v) for k, v in runs.items()}
+    for _ in range(3):
+        pick = _refine.next_refinement(runs, set(), k_range=(2, 64), c_range=(0, 4))
+        picks.append(pick)
+        runs[pick.candidate][pick.level] = runs[pick.candidate][0] + 0.01
+    assert [p.phase for p in picks] == ["rerank", "rerank", "rerank"]
+    assert [p.candidate for p in picks] == [(8, 3), (16, 3), (4, 3)]
+    pick = _refine.next_refinement(runs, set(), k_range=(2, 64), c_range=(0, 4))
+    # The explored candidate is one the greedy did not visit, next to the best one (8, 3):
+    # a width between visited widths, or a neighbouring depth.
+    assert pick.phase == "refine" and pick.level == 0
+    assert pick.candidate not in runs
+    assert _refine._distance(pick.candidate, (8, 3)) <= 1
+
+
+def test_never_proposes_busy_tried_or_implied_infeasible():
+    runs = {(8, 3): {0: 0.9}}
+    infeasible = {(11, 3), (8, 4)}
+    seen = set()
+    busy = {((8, 3), 1)}
+    while True:
+        pick = _refine.next_refinement(runs, infeasible, busy=busy, tried={((8, 3), 2)},
+                                       k_range=(2, 64), c_range=(2, 4))
+        if pick is None:
+            break
+        key = (pick.candidate, pick.level)
+        assert key not in seen and key not in busy and key != ((8, 3), 2)
+        k, c = pick.candidate
+        # (11, 3) infeasible: every wider network of c=3 is never proposed; same for c=4.
+        assert not (c == 3 and k >= 11) and not (c == 4 and k >= 8)
+        assert 2 <= k <= 64 and 2 <= c <= 4
+        seen.add(key)
+        runs.setdefault(pick.candidate, {})[pick.level] = 0.5
+    # Exhausted: every grid width below the infeasible ones trained at levels 0..2.
+    assert ((2, 2), 0) in seen and ((7, 4), 2) in seen
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_default_sampler_runs_the_paper_greedy_first_then_refines(seed):
+    acc_of, feasible_of = landscape(seed)
+    _, _, _, evaluations = reference_search(acc_of, feasible_of)
+    calls: list = []
+    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler())
+    study.optimize(level_objective(acc_of, feasible_of, calls), n_trials=3000)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    greedy = [t for t in trials if t.system_attrs[PHASE_ATTR] == "greedy"]
+    # The greedy's trajectory is the specification's, unchanged, and comes first.
+    assert [(t.params["k"], t.params["c"]) for t in greedy] == evaluations
+    assert trials[: len(greedy)] == greedy
+    phases = [t.system_attrs[PHASE_ATTR] for t in trials[len(greedy):]]
+    assert phases[0] == "rerank" and "refine" in phases
+    # Never the same training twice; nothing infeasible ever evaluated above level 0.
+    assert len(calls) == len(set(calls))
+    assert all(feasible_of(*cand) for cand, level in calls if level > 0)
+    # It stopped by itself (far below 3000 trials) with every grid candidate at every level.
+    assert len(trials) < 3000
+    assert TinyTNASSampler().refinement(study.trials) is None
+
+
+def test_refine_trials_bounds_the_refinement():
+    acc_of, feasible_of = landscape(2)
+    _, _, _, evaluations = reference_search(acc_of, feasible_of)
+    calls: list = []
+    study = optuna.create_study(direction="maximize",
+                                sampler=TinyTNASSampler(refine_trials=7))
+    study.optimize(level_objective(acc_of, feasible_of, calls), n_trials=3000)
+    assert len(study.trials) == len(evaluations) + 7
+
+
+def test_threads_never_train_the_same_candidate_twice_at_one_level():
+    acc_of, feasible_of = landscape(7)
+    calls: list = []
+    study = optuna.create_study(direction="maximize", sampler=TinyTNASSampler(refine_trials=60))
+    study.optimize(level_objective(acc_of, feasible_of, calls), n_trials=400, n_jobs=3)
+    assert len(calls) == len(set(calls))
+    assert max(trial_level(t) for t in study.trials) >= 1
+
+
+def test_grid_widths_are_quarter_octaves_plus_visited():
+    widths = _refine.grid_widths((2, 64), {12, 14})
+    assert widths[:8] == [2, 3, 4, 5, 6, 7, 8, 10] and 12 in widths and 14 in widths
+    ratios = [b / a for a, b in zip(widths, widths[1:]) if a >= 8]
+    assert max(ratios) <= 2 ** 0.25 * 1.1 and not math.isnan(sum(ratios))
