@@ -40,10 +40,12 @@ class Candidate:
     epoch: int
     value: float | None
     feasible: bool | None = None
+    phase: str | None = None
 
     def describe(self) -> str:
-        """``trial 3 k=8 c=3 RAM 9,104 B flash 17,352 B 38,509 MAC``."""
-        text = f"trial {self.trial} k={self.k} c={self.c}"
+        """``trial 3 greedy k=8 c=3 RAM 9,104 B flash 17,352 B 38,509 MAC``."""
+        phase = f" {self.phase}" if self.phase else ""
+        text = f"trial {self.trial}{phase} k={self.k} c={self.c}"
         if self.ram is not None:
             text += f"  RAM {self.ram:,} B  flash {self.flash:,} B  {self.macs:,} MAC"
         return text
@@ -61,6 +63,7 @@ class Snapshot:
     running: list[Candidate] = field(default_factory=list)
     best: Candidate | None = None
     finished: list[tuple[Candidate, str]] = field(default_factory=list)
+    phases: dict[str, int] = field(default_factory=dict)
 
 
 def _dup_stderr() -> TextIO | None:
@@ -82,7 +85,7 @@ def _candidate(t: FrozenTrial) -> Candidate:
     value = t.value if t.state == TrialState.COMPLETE else (max(curve) if curve else None)
     return Candidate(t.number, t.params.get("k"), t.params.get("c"), ua.get("ram"),
                      ua.get("flash"), ua.get("macs"), int(ua.get("epochs_trained", 0)), value,
-                     ua.get("feasible"))
+                     ua.get("feasible"), ua.get("phase"))
 
 
 def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
@@ -98,8 +101,11 @@ def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
     trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
     counts = {"trained": 0, "infeasible": 0, "reused": 0, "failed": 0, "pruned": 0}
     running, finished = [], []
+    phases: dict[str, int] = {}
     best: Candidate | None = None
     for t in sorted(trials, key=lambda t: t.number):
+        if "phase" in t.user_attrs:
+            phases[t.user_attrs["phase"]] = phases.get(t.user_attrs["phase"], 0) + 1
         if t.state == TrialState.RUNNING:
             running.append(_candidate(t))
             continue
@@ -117,7 +123,7 @@ def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
         ):
             best = cand
     return Snapshot(counts["trained"], counts["infeasible"], counts["reused"], counts["failed"],
-                    counts["pruned"], running, best, finished)
+                    counts["pruned"], running, best, finished, phases)
 
 
 def _clock(seconds: float) -> str:
@@ -232,6 +238,9 @@ class SearchProgress:
             + (f"  reused {snap.reused}" if snap.reused else "")
             + (f"  failed {snap.failed}" if snap.failed else ""),
         ]
+        if snap.phases:
+            lines.append("  trials by phase: " + ", ".join(f"{name} {n}"
+                                                          for name, n in snap.phases.items()))
         for cand in snap.running[:3]:
             if cand.feasible is None:
                 state = "measuring"

@@ -375,8 +375,9 @@ class TrainResult:
         cut: Whether ``stop`` (the time bound) ended it before its schedule.
         best_weights: Weights at the best validation point (``keep_best``), else None.
         seconds: Wall time.
-        step_seconds: Seconds per step after the first validation point (validation
-            included, the compilation of the first chunk excluded); None when it ended before.
+        step_seconds: Seconds per step after the first validation point (later validations
+            included, the compilation of training and prediction excluded); None when it
+            ended before.
     """
 
     steps: int
@@ -474,10 +475,10 @@ def train(
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if result.cut:
                 return
-            state.setdefault("first", (time.monotonic(), state["steps"]))
             if time_limit is not None:
                 self._fit_to_time()
             if not validate:
+                state.setdefault("first", (time.monotonic(), state["steps"]))
                 return
             pred = predict_labels(self.model, data.x_val)
             result.eval_steps.append(state["steps"])
@@ -489,6 +490,8 @@ def train(
                     result.best_weights = self.model.get_weights()
             if on_evaluation is not None and on_evaluation(state["steps"], pred):
                 self.model.stop_training = True
+            # Speed is timed from here: the first validation compiled the prediction function.
+            state.setdefault("first", (time.monotonic(), state["steps"]))
 
     epochs = math.ceil(schedule.steps / chunk)
     model.fit(dataset, epochs=epochs, steps_per_epoch=chunk, shuffle=False, verbose=0,

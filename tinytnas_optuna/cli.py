@@ -36,8 +36,11 @@ if TYPE_CHECKING:
     import optuna
 
     from tinytnas_optuna._objective import TinyTNASObjective
+    from tinytnas_optuna._results import SearchSummary
 
-SAMPLERS = ("tinytnas", "random", "tpe", "gp", "nsga2")
+SAMPLERS = ("tinytnas", "tinytnas-paper", "random", "tpe", "gp", "nsga2")
+#: Refinement trainings after the greedy when there is no --timeout (with one: until the bound).
+DEFAULT_REFINE_TRIALS = 20
 METRICS = ("accuracy", "balanced_accuracy")
 DEFAULT_SEED = 0
 # Inputs that define what the study's trials mean: a resumed search must not change them.
@@ -65,9 +68,9 @@ data:
 EXAMPLES = """\
 examples:
   tinytnas search --dataset har --ram 20KB --flash 64KB --macs 60K --timeout 10m \\
-      --storage sqlite:///tinytnas.db --study har
+      --storage sqlite:///tinytnas.db --study har --out best/
   tinytnas show --storage sqlite:///tinytnas.db --study har --plots plots/
-  tinytnas retrain --storage sqlite:///tinytnas.db --study har --out best/
+  tinytnas retrain --storage sqlite:///tinytnas.db --study har --out best/ --timeout 5m
   tinytnas dashboard --storage sqlite:///tinytnas.db
 """
 
@@ -119,11 +122,15 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--study", required=True, metavar="NAME", help="study name")
 
     search = sub.add_parser(
-        "search", help="run (or resume) a search", formatter_class=fmt,
+        "search", help="run (or resume) a search and train the final model", formatter_class=fmt,
         description="Search the (k, c) architectures that fit the budget and train the "
-                    "feasible ones. Running it again with the same --storage and --study "
+                    "feasible ones: the paper's greedy, then a refinement (re-ranking of the best "
+                    "by longer trainings, exploration around them) until the time bound, then "
+                    "the final model (as `tinytnas retrain` makes it) into --out, all within "
+                    "--timeout. Running it again with the same --storage and --study "
                     "resumes the search; options left out are taken from the study, options "
-                    "given must match what it recorded (a new --timeout is allowed).",
+                    "given must match what it recorded (a new --timeout is allowed). "
+                    "Exit 3 when the answer is no better than chance.",
         epilog=UNITS_HELP + "\n" + DATA_HELP,
     )
     data = search.add_mutually_exclusive_group()
@@ -134,7 +141,18 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--flash", metavar="SIZE", help="flash budget (model), e.g. 64KB")
     search.add_argument("--macs", metavar="COUNT", help="MAC budget per inference, e.g. 60K")
     search.add_argument("--timeout", metavar="TIME",
-                        help="time bound of this run, e.g. 10m (default: until the search ends)")
+                        help="time bound of this run, final model included, e.g. 10m (default: "
+                             "the greedy, then --refine-trials refinement trainings)")
+    search.add_argument("--out", metavar="DIR",
+                        help="folder of the final model (model.tflite, C files, report.json; "
+                             "default: <file>-model beside a SQLite or journal file, else "
+                             "./tinytnas-model)")
+    search.add_argument("--no-model", action="store_true",
+                        help="search only: no final model (make it later with `tinytnas "
+                             "retrain`); the search then uses the whole --timeout")
+    search.add_argument("--refine-trials", type=int, metavar="N",
+                        help="at most N refinement trainings after the greedy (default: until "
+                             f"--timeout; without one, {DEFAULT_REFINE_TRIALS})")
     search.add_argument("--trials", type=int, metavar="N", help="at most N trials in this run")
     search.add_argument("--steps", type=int, metavar="N",
                         help="gradient steps per candidate training (default "
@@ -146,8 +164,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="validation metric (default accuracy; balanced_accuracy suits "
                              "imbalanced data such as ecg5000)")
     search.add_argument("--sampler", choices=SAMPLERS,
-                        help="tinytnas (the paper's greedy search, default), or an Optuna "
-                             "sampler over the same (k, c) space for comparison")
+                        help="tinytnas (the paper's greedy, then refinement; default), "
+                             "tinytnas-paper (the paper's greedy alone), or an Optuna sampler "
+                             "over the same (k, c) space for comparison")
     search.add_argument("--val-fraction", type=float, metavar="F",
                         help=f"held-out share when there is no --val (default "
                              f"{DEFAULT_VAL_FRACTION})")
@@ -249,10 +268,16 @@ class StorageSpec:
         return path is None or path.exists()
 
     def default_artifacts(self) -> Path:
+        return self._beside("artifacts")
+
+    def default_model(self) -> Path:
+        return self._beside("model")
+
+    def _beside(self, what: str) -> Path:
         path = self.sqlite_path or self.journal_path
         if path is not None:
-            return path.with_name(f"{path.stem}-artifacts")
-        return Path("tinytnas-artifacts")
+            return path.with_name(f"{path.stem}-{what}")
+        return Path(f"tinytnas-{what}")
 
 
 def parse_storage(url: str) -> StorageSpec:
@@ -433,7 +458,9 @@ def _positive(value: int | None, what: str) -> None:
         raise UsageError(f"{what} must be >= 1, got {value}")
 
 
-def _make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def _make_sampler(
+    name: str, seed: int, refine_trials: int | None = None
+) -> optuna.samplers.BaseSampler:
     import optuna
 
     from tinytnas_optuna._sampler import TinyTNASSampler
@@ -446,7 +473,8 @@ def _make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
                              "(pip install torch)")
         return optuna.samplers.GPSampler(seed=seed)
     return {
-        "tinytnas": lambda: TinyTNASSampler(seed=seed),
+        "tinytnas": lambda: TinyTNASSampler(seed=seed, refine_trials=refine_trials),
+        "tinytnas-paper": lambda: TinyTNASSampler(seed=seed, refine=False),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
@@ -454,7 +482,7 @@ def _make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def _make_objective(
-    inputs: dict[str, Any], data: LoadedData, timeout: float | None,
+    inputs: dict[str, Any], data: LoadedData, timeout: float | None, *, reserve_final: bool,
 ) -> TinyTNASObjective:
     from tinytnas_optuna._objective import TinyTNASObjective
 
@@ -463,8 +491,8 @@ def _make_objective(
             data.train, val=data.val, groups=data.groups,
             budget=HardwareBudget(**inputs["budget"]), epochs=inputs.get("epochs"),
             steps=inputs.get("steps"),
-            seed=inputs["seed"], timeout=timeout, metric=inputs["metric"],
-            val_fraction=inputs["val_fraction"],
+            seed=inputs["seed"], timeout=timeout, reserve_final=reserve_final,
+            metric=inputs["metric"], val_fraction=inputs["val_fraction"],
         )
     except ValueError as exc:  # DataError included: the data cannot be prepared
         raise UsageError(_one_line(exc)) from None
@@ -497,6 +525,8 @@ def _search_inputs(args: argparse.Namespace, recorded: dict[str, Any] | None) ->
     _positive(args.epochs, "--epochs")
     _positive(args.steps, "--steps")
     _positive(args.trials, "--trials")
+    if args.refine_trials is not None and args.refine_trials < 0:
+        raise UsageError(f"--refine-trials must be >= 0, got {args.refine_trials}")
     fraction = args.val_fraction
     if fraction is not None and not 0 < fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {fraction}")
@@ -573,7 +603,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"study {args.study!r} exists in {spec.url} but was not created by "
                          "`tinytnas search`; use another --study")
     inputs = _search_inputs(args, recorded or None)
-    if inputs["sampler"] != "tinytnas" and timeout is None and args.trials is None:
+    if not inputs["sampler"].startswith("tinytnas") and timeout is None and args.trials is None:
         raise UsageError(f"--sampler {inputs['sampler']} never ends by itself: give --timeout "
                          "or --trials")
     if study is not None and args.dataset is None and args.train is None:
@@ -585,14 +615,20 @@ def cmd_search(args: argparse.Namespace) -> int:
         data = load_data(args.dataset, args.train, args.val, expect=recorded or None)
     inputs.update({k: data.record.get(k) for k in
                    ("dataset", "train_path", "train_sha256", "val_path", "val_sha256")})
-    sampler = _make_sampler(inputs["sampler"], inputs["seed"])
+    refine_trials = args.refine_trials
+    if refine_trials is None and timeout is None:
+        refine_trials = DEFAULT_REFINE_TRIALS
+    sampler = _make_sampler(inputs["sampler"], inputs["seed"], refine_trials)
+    out = Path(args.out) if args.out else spec.default_model()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
     artifact_dir = Path(args.artifact_dir or recorded.get("artifact_dir")
                         or spec.default_artifacts()).resolve()
     if recorded.get("artifact_dir") and artifact_dir != Path(recorded["artifact_dir"]):
         # The dashboard and workers read the recorded folder: models stored elsewhere are lost.
         raise UsageError(f"study {args.study!r} stores its models in {recorded['artifact_dir']}; "
                          f"--artifact-dir {args.artifact_dir} would split them (leave it out)")
-    objective = _make_objective(inputs, data, timeout)
+    objective = _make_objective(inputs, data, timeout, reserve_final=not args.no_model)
     inputs["input_shape"] = list(objective.data.input_shape)
     inputs["label_map"] = [_plain(v) for v in objective.data.classes]
     if study is not None:
@@ -620,9 +656,40 @@ def cmd_search(args: argparse.Namespace) -> int:
         _recover_stale_trials(study, args.recover_older_than)
     study.set_user_attr("timeout_seconds", timeout)
     study.set_user_attr("search_ends_at", time.time() + timeout if timeout else None)
+    study.set_user_attr("reserve_final", not args.no_model)
     _print_start(study, inputs, data, timeout, resumed=bool(recorded))
-    return _optimize(study, objective, args, timeout=timeout, n_trials=args.trials,
-                     metric=inputs["metric"])
+    started = time.monotonic()
+    code, summary = _optimize(study, objective, args, timeout=timeout, n_trials=args.trials,
+                              metric=inputs["metric"])
+    if code == EXIT_INTERRUPTED or args.no_model or summary.best is None:
+        return code
+    if timeout is not None and not objective.out_of_time():
+        print("The search ended before its time bound: every feasible candidate of the "
+              "refinement's grid was trained at every fidelity"
+              if inputs["sampler"] == "tinytnas" else "The search ended by itself.",
+              file=sys.stderr)
+    print(f"Final model: training k={summary.best.k}, c={summary.best.c}"
+          + (f" within the remaining {_fmt_seconds(round(objective.end - time.monotonic()))}"
+             if objective.end is not None else "") + f" into {out}/ ...",
+          file=sys.stderr, flush=True)
+    report = _final_model(study, objective, data, out, attrs=dict(study.user_attrs))
+    print(report)
+    print(f"Report: {out / 'report.json'}; search and final model took "
+          f"{time.monotonic() - started:.0f} s")
+    if report.warning:
+        print(f"tinytnas: {report.warning}", file=sys.stderr)
+        return EXIT_CHANCE
+    return code
+
+
+def _final_model(study: optuna.Study, objective: TinyTNASObjective, data: LoadedData,
+                 out: Path, *, attrs: dict[str, Any]) -> Any:
+    """The search's final model within what is left of the time bound."""
+    try:
+        return objective.retrain_best(study, out_dir=out, test=data.test,
+                                      class_names=attrs.get("class_names"))
+    except ValueError as exc:
+        raise CommandFailed(_one_line(exc)) from None
 
 
 def _recover_stale_trials(study: optuna.Study, older_than: float | None) -> None:
@@ -672,8 +739,12 @@ def _fmt_seconds(seconds: float | None) -> str:
 def _optimize(
     study: optuna.Study, objective: TinyTNASObjective, args: argparse.Namespace, *,
     timeout: float | None, n_trials: int | None, metric: str,
-) -> int:
-    """Run the trials with progress, a clean Ctrl-C, and the summary at the end."""
+) -> tuple[int, SearchSummary]:
+    """Run the trials with progress, a clean Ctrl-C, and the summary at the end.
+
+    Returns:
+        The exit code so far and the search's summary.
+    """
 
     from tinytnas_optuna._dashboard import DashboardCallback, publish_to_dashboard
     from tinytnas_optuna._progress import SearchProgress
@@ -722,11 +793,11 @@ def _optimize(
         print("Interrupted. Best so far:", file=sys.stderr)
     print(summary)
     if interrupted["count"] or aborted:
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED, summary
     if summary.warning:
         print(f"tinytnas: {summary.warning}", file=sys.stderr)
-        return EXIT_CHANCE
-    return 0
+        return EXIT_CHANCE, summary
+    return 0, summary
 
 
 def _import_keras_quietly() -> None:
@@ -763,13 +834,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
             print(f"The time bound of search '{args.study}' has passed; nothing to do "
                   "(give --timeout to work anyway).", file=sys.stderr)
             return 0
-    if timeout is None and attrs["sampler"] != "tinytnas":
+    if timeout is None and not attrs["sampler"].startswith("tinytnas"):
         raise UsageError(f"search {args.study!r} uses --sampler {attrs['sampler']}, which never "
                          "ends by itself, and has no time bound: give --timeout")
     data = _data_from_study(attrs)
-    sampler = _make_sampler(attrs["sampler"], attrs["seed"])
+    sampler = _make_sampler(attrs["sampler"], attrs["seed"],
+                            DEFAULT_REFINE_TRIALS if timeout is None else None)
     artifact_dir = Path(attrs["artifact_dir"]) if attrs.get("artifact_dir") else None
-    objective = _make_objective(attrs, data, timeout)
+    # The search's own process trains the final model: a worker stops its search when that
+    # process does (same estimate of the final training's time, from the same storage).
+    objective = _make_objective(attrs, data, timeout,
+                                reserve_final=bool(attrs.get("reserve_final")))
     if list(objective.data.input_shape) != attrs["input_shape"]:
         raise UsageError(f"the data now has input shape {objective.data.input_shape}, the "
                          f"study recorded {tuple(attrs['input_shape'])}; refusing to mix")
@@ -781,8 +856,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
                               pruner=optuna.pruners.NopPruner())
     print(f"Worker joining search '{args.study}' ({len(study.trials)} trials recorded), time "
           f"bound {_fmt_seconds(timeout)}", file=sys.stderr, flush=True)
-    return _optimize(study, objective, args, timeout=timeout, n_trials=None,
-                     metric=attrs["metric"])
+    code, _ = _optimize(study, objective, args, timeout=timeout, n_trials=None,
+                        metric=attrs["metric"])
+    return code
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -808,6 +884,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "outcome": trial_state(t),
             "k": t.params.get("k"),
             "c": t.params.get("c"),
+            "phase": ua.get("phase"),
+            "fidelity": ua.get("fidelity"),
             metric: value,
             **{name: ua.get(name) for name in FIGURES},
             "feasible": ua.get("feasible"),
@@ -842,7 +920,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                    "best": best, "path": summary.path, "finished": summary.finished,
                    "validation": summary.validation, "chance_rate": summary.chance_rate,
                    "above_chance": summary.above_chance, "warning": summary.warning,
-                   "trained_count": summary.trained_count, "trials": rows},
+                   "trained_count": summary.trained_count, "phases": summary.phases,
+                   "final": summary.final, "trials": rows},
                   sys.stdout, indent=2, default=str)
         print()
     elif args.csv:
