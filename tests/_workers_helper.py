@@ -4,8 +4,10 @@ Run as a script (``python tests/_workers_helper.py greedy --storage URL --study 
 greedy worker uses the real :class:`TinyTNASObjective` (hardware gate, reuse of identical networks,
 waiting for a network in training elsewhere) with two seams replaced: ``profile`` returns figures
 from the synthetic landscape of tests/test_greedy.py, and ``_train`` sleeps instead of training
-and returns the landscape's accuracy. Every synthetic training marks its trial with the user attr
-``trained_by`` (set when the training starts), so tests count evaluations per candidate.
+and returns the landscape's accuracy (a re-ranking level adds a small deterministic wobble). Every
+synthetic training marks its trial with the user attr ``trained_by`` (set when the training
+starts), so tests count evaluations per candidate and level. The sampler is the paper's greedy
+alone unless ``--refine N`` asks for N refinement trials after it.
 """
 
 from __future__ import annotations
@@ -70,17 +72,20 @@ class SyntheticObjective(TinyTNASObjective):
         macs = 0 if self.feasible_of(k, c) else self.budget.macs + 1
         return SyntheticProfile(ram=0, flash=0, macs=macs)
 
-    def _train(self, trial, arch, k, c):
+    def _train(self, trial, arch, k, c, level):
         trial.set_user_attr("trained_by", self.worker)
         trial.set_user_attr("epochs_trained", 0)
-        time.sleep(self.slow.get((k, c), self.sleep))
+        time.sleep(self.slow.get((k, c, level), self.sleep))
         trial.set_user_attr("epochs_trained", 1)
-        return self.acc_of(k, c)
+        wobble = (zlib.crc32(f"{k}:{c}:{level}".encode()) / 2**32 - 0.5) * 0.02
+        return self.acc_of(k, c) + (wobble if level else 0.0)
 
 
 def run_greedy(args: argparse.Namespace) -> None:
     storage = make_storage(args.storage, heartbeat=args.heartbeat)
-    study = optuna.load_study(study_name=args.study, storage=storage, sampler=TinyTNASSampler())
+    sampler = (TinyTNASSampler(refine=False) if args.refine is None
+               else TinyTNASSampler(refine_trials=args.refine))
+    study = optuna.load_study(study_name=args.study, storage=storage, sampler=sampler)
     if args.recover:
         from tinytnas_optuna._recovery import recover_stale_trials
 
@@ -89,8 +94,8 @@ def run_greedy(args: argparse.Namespace) -> None:
     slow = {}
     if args.slow:
         cand, seconds = args.slow.split(":")
-        k, c = cand.split(",")
-        slow[(int(k), int(c))] = float(seconds)
+        k, c, *level = cand.split(",")
+        slow[(int(k), int(c), int(level[0]) if level else 0)] = float(seconds)
     objective = SyntheticObjective(args.seed, args.worker, args.sleep, slow)
     study.optimize(objective, n_trials=args.max_trials, catch=())
     print("done", flush=True)
@@ -123,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="landscape seed")
     parser.add_argument("--worker", default=f"pid{os.getpid()}")
     parser.add_argument("--sleep", type=float, default=0.2, help="seconds per training")
-    parser.add_argument("--slow", default="", help="K,C:SECONDS: train this candidate slowly")
+    parser.add_argument("--slow", default="",
+                        help="K,C[,LEVEL]:SECONDS: train this candidate (level 0) slowly")
+    parser.add_argument("--refine", type=int, help="refinement trials after the greedy")
     parser.add_argument("--heartbeat", action="store_true")
     parser.add_argument("--recover", action="store_true", help="recover_stale_trials first")
     parser.add_argument("--max-trials", type=int, default=500)

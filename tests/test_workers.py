@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tinytnas_optuna._recovery import recover_stale_trials
-from tinytnas_optuna._sampler import TinyTNASSampler
+from tinytnas_optuna._sampler import TinyTNASSampler, trial_level
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _workers_helper import LENGTH, make_storage
@@ -104,8 +104,9 @@ def candidate(t) -> tuple[int, int]:
 
 
 def trainings(trials, state=TrialState.COMPLETE) -> Counter:
-    """How many times each candidate's synthetic training ran to ``state``."""
-    return Counter(candidate(t) for t in trials if "trained_by" in t.user_attrs and t.state == state)
+    """How many times each candidate's synthetic search training (level 0) ran to ``state``."""
+    return Counter(candidate(t) for t in trials if "trained_by" in t.user_attrs
+                   and t.state == state and trial_level(t) == 0)
 
 
 def create_study(storage_spec: str, name: str) -> optuna.Study:
@@ -301,3 +302,76 @@ def test_soak_200_random_trials_three_workers_postgresql(postgres_url, unique_st
         assert t.value is not None and t.datetime_complete is not None
     assert Counter(t.user_attrs["worker"] for t in trials) == {
         f"w{i}": n for i, n in enumerate(shares)}
+
+
+# -- the refinement after the greedy ----------------------------------------------------------
+
+
+def level_trainings(trials) -> Counter:
+    """How many times each (candidate, level) training ran to completion."""
+    return Counter((candidate(t), trial_level(t)) for t in trials
+                   if "trained_by" in t.user_attrs and t.state == TrialState.COMPLETE)
+
+
+def assert_refinement_sound(storage_spec: str, name: str, seed: int, refine: int) -> list:
+    """Greedy as the reference, then the refinement: nothing trained twice at one level,
+    nothing infeasible trained, every refinement trial recorded with its phase."""
+    trials = assert_search_matches_reference(storage_spec, name, seed)
+    twice = {key: n for key, n in level_trainings(trials).items() if n > 1}
+    assert not twice, f"trained more than once at one level: {twice}"
+    _, feasible_of = landscape(seed, length=LENGTH)
+    assert all(feasible_of(*candidate(t)) for t in trials if "trained_by" in t.user_attrs)
+    refined = [t for t in trials if t.system_attrs.get("tinytnas:phase") in ("refine", "rerank")]
+    assert len(refined) >= refine
+    assert {t.user_attrs.get("phase") for t in refined} <= {"refine", "rerank"}
+    assert any(trial_level(t) >= 1 for t in refined) and any(
+        trial_level(t) == 0 for t in refined)
+    return trials
+
+
+def test_two_workers_refine_without_training_anything_twice(unique_study_name, tmp_path):
+    seed, refine = 4, 24
+    spec = f"journal:{tmp_path / 'journal.log'}"
+    create_study(spec, unique_study_name)
+    with Workers(tmp_path) as workers:
+        for i in range(2):
+            workers.start(f"w{i}", *greedy_args(spec, unique_study_name, seed, "--sleep", "0.1",
+                                                "--refine", str(refine)))
+        workers.wait_all(timeout=80)
+    assert_refinement_sound(spec, unique_study_name, seed, refine)
+
+
+def test_restart_after_kill_mid_refinement_on_sqlite(tmp_path, unique_study_name):
+    """kill -9 during a refinement training; a new process recovers it and finishes the
+    refinement without retraining anything completed."""
+    seed, refine = 9, 12
+    spec = f"sqlite:///{tmp_path / 'search.db'}"
+    create_study(spec, unique_study_name)
+    study = optuna.load_study(study_name=unique_study_name, storage=spec)
+
+    def refining() -> bool:
+        return any(t.state == TrialState.RUNNING and "trained_by" in t.user_attrs
+                   and t.system_attrs.get("tinytnas:phase") in ("refine", "rerank")
+                   for t in study.get_trials(deepcopy=False))
+
+    with Workers(tmp_path) as workers:
+        # Every training takes 0.4 s: the kill lands in one of the refinement's.
+        workers.start("first", *greedy_args(spec, unique_study_name, seed, "--sleep", "0.4",
+                                             "--refine", str(refine)))
+        wait_for(refining, 60, "a refinement training", workers)
+        workers.kill("first")
+        before = study.get_trials(deepcopy=False)
+        running = [t.number for t in before if t.state == TrialState.RUNNING]
+        assert len(running) == 1
+        done_before = set(level_trainings(before))
+        workers.start("restart", *greedy_args(spec, unique_study_name, seed, "--sleep", "0.05",
+                                               "--refine", str(refine), "--recover"))
+        workers.wait_all(timeout=60)
+        assert f"recovered trials: {running}" in workers.log("restart")
+    trials = assert_refinement_sound(spec, unique_study_name, seed, refine)
+    redone = {(candidate(t), trial_level(t)) for t in trials
+              if t.user_attrs.get("trained_by") == "restart" and t.state == TrialState.COMPLETE}
+    assert not redone & done_before, "the restart retrained completed trainings"
+    killed = trials[running[0]]
+    assert killed.state == TrialState.FAIL
+    assert (candidate(killed), trial_level(killed)) in redone

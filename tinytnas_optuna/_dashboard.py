@@ -164,9 +164,10 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
         lines.append("No feasible candidate has been trained yet.")
     else:
         b = data.best
+        runs = f" (mean of {b.runs} trainings)" if b.runs > 1 else ""
         lines += [
             f"**Best: k={b.k}, c={b.c}** (trial {b.trial}), validation {data.metric} "
-            f"**{b.value:.4f}**", "",
+            f"**{b.value:.4f}**{runs}", "",
             "| figure | used | budget |", "|---|---:|---:|",
         ]
         for name in FIGURES:
@@ -190,6 +191,16 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
         "",
         "Search path: " + (" → ".join(f"({k},{c})" for k, c in data.path) or "(none yet)"),
     ]
+    if data.phases:
+        lines += ["", "| phase | trials | trained | seconds |", "|---|---:|---:|---:|"]
+        lines += [f"| {name} | {p['trials']:.0f} | {p['trained']:.0f} | {p['seconds']:.0f} |"
+                  for name, p in data.phases.items()]
+    if data.final:
+        f = data.final
+        lines += ["", f"**Final model** (k={f['k']}, c={f['c']}): int8 {f['evaluated_on']} "
+                  f"accuracy in TFLite Micro {f['int8_accuracy']:.4f} (float "
+                  f"{f['float_accuracy']:.4f}), trained in {f['seconds']:.0f} s, files in "
+                  f"`{f['out_dir']}`."]
     attrs = study.user_attrs
     if attrs.get("dataset") or attrs.get("train_path"):
         source = attrs.get("dataset") or attrs.get("train_path")
@@ -247,17 +258,29 @@ def plotly_figures(study: optuna.Study | PlotData) -> list[go.Figure]:
                       legend={"orientation": "h", "y": -0.2})
 
     path = go.Figure()
-    path.add_trace(go.Scatter(x=[r.k for r in data.visits], y=[r.c for r in data.visits],
+    greedy = [r for r in data.visits if r.phase in (None, "greedy", "search")]
+    path.add_trace(go.Scatter(x=[r.k for r in greedy], y=[r.c for r in greedy],
                               mode="lines", line={"color": "#bbbbbb", "width": 1},
                               name="visit order"))
+    for symbol, name, group in (
+        ("circle", "trained", [r for r in data.explored if r.phase != "refine"]),
+        ("square", "trained (refinement)", [r for r in data.explored if r.phase == "refine"]),
+    ):
+        path.add_trace(go.Scatter(
+            x=[r.k for r in group], y=[r.c for r in group], mode="markers+text",
+            text=[f"{r.value:.3f}" for r in group], textposition="top center",
+            marker={"size": 14, "color": [r.value for r in group], "colorscale": "Viridis",
+                    "symbol": symbol, "showscale": symbol == "circle" and bool(data.scored),
+                    "line": {"width": 1, "color": "black"},
+                    "colorbar": {"title": {"text": data.metric}}},
+            name=name,
+        ))
     path.add_trace(go.Scatter(
-        x=[r.k for r in data.scored], y=[r.c for r in data.scored], mode="markers+text",
-        text=[f"{r.value:.3f}" for r in data.scored], textposition="top center",
-        marker={"size": 14, "color": [r.value for r in data.scored], "colorscale": "Viridis",
-                "showscale": bool(data.scored), "line": {"width": 1, "color": "black"},
-                "colorbar": {"title": {"text": data.metric}}},
-        name="trained",
-    ))
+        x=[r.k for r in data.reranked], y=[r.c for r in data.reranked], mode="markers",
+        text=[f"trial {r.trial}: {r.fidelity}: {r.value:.3f}" for r in data.reranked],
+        marker={"size": 24, "symbol": "circle-open", "color": "#9467bd",
+                "line": {"width": 2}},
+        name="re-ranked (longer training, other seed)"))
     path.add_trace(go.Scatter(x=[r.k for r in data.infeasible],
                               y=[r.c for r in data.infeasible], mode="markers",
                               marker={"symbol": "x", "size": 12, "color": "#d62728"},

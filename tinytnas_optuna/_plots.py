@@ -3,7 +3,9 @@
 Two views, drawn from one :class:`PlotData` that the dashboard's plotly figures share:
 
 - accuracy against RAM, flash and MAC, with the budget lines and the Pareto front of each;
-- the search path over the ``(k, c)`` grid, rejected (over budget) candidates marked.
+- the search path over the ``(k, c)`` grid, rejected (over budget) candidates marked, and the
+  phases told apart: the paper's greedy (circles on the visit line), the refinement's
+  exploration (squares) and its re-ranking (rings around the re-trained candidates).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class PlotData:
         path: Accepted candidates in order (the search path).
         best: The best trained candidate, or None.
         budget: ``{"ram": ..., "flash": ..., "macs": ...}`` or None when unknown.
+        phases: Trials, trainings and seconds per phase (``SearchSummary.phases``).
+        final: The final model's record (``SearchSummary.final``), or None.
     """
 
     study_name: str
@@ -50,6 +54,18 @@ class PlotData:
     path: list[tuple[int, int]]
     best: CandidateRecord | None
     budget: dict[str, int] | None
+    phases: dict[str, dict[str, float]] | None = None
+    final: dict | None = None
+
+    @property
+    def explored(self) -> list[CandidateRecord]:
+        """Trained candidates of the search's own trainings (re-rankings left out)."""
+        return [r for r in self.scored if r.phase != "rerank"]
+
+    @property
+    def reranked(self) -> list[CandidateRecord]:
+        """The re-ranking trainings."""
+        return [r for r in self.scored if r.phase == "rerank"]
 
 
 def plot_data(
@@ -83,6 +99,8 @@ def plot_data(
         path=list(summary.path),
         best=summary.best,
         budget=dict(budget) if budget else None,
+        phases=summary.phases,
+        final=summary.final,
     )
 
 
@@ -179,19 +197,32 @@ def plot_search_path(study: optuna.Study | PlotData) -> Figure:
     data = study if isinstance(study, PlotData) else plot_data(study)
     fig = Figure(figsize=(10, 5), layout="constrained")
     ax = fig.subplots()
-    visits = data.visits
+    visits = [r for r in data.visits if r.phase in (None, "greedy", "search")]
     if visits:
         ax.plot([r.k for r in visits], [r.c for r in visits], color="0.75", lw=0.8, zorder=1,
                 label="visit order")
-    scored = data.scored
+    scored = data.explored
+    values = [r.value for r in data.scored]
+    norm = (min(values), max(values)) if values else (0.0, 1.0)
+    for marker, label, group in (
+        ("o", "trained", [r for r in scored if r.phase != "refine"]),
+        ("s", "trained (refinement)", [r for r in scored if r.phase == "refine"]),
+    ):
+        if not group:
+            continue
+        points = ax.scatter([r.k for r in group], [r.c for r in group],
+                            c=[r.value for r in group], cmap="viridis", vmin=norm[0],
+                            vmax=norm[1], s=120, zorder=3, marker=marker, edgecolor="black",
+                            label=label)
     if scored:
-        points = ax.scatter([r.k for r in scored], [r.c for r in scored],
-                            c=[r.value for r in scored], cmap="viridis", s=120, zorder=3,
-                            edgecolor="black", label="trained")
         fig.colorbar(points, ax=ax, label=f"validation {data.metric}")
         for r in scored:
             ax.annotate(f"{r.value:.3f}", (r.k, r.c), fontsize=7, xytext=(0, 9),
                         textcoords="offset points", ha="center")
+    if data.reranked:
+        ax.scatter([r.k for r in data.reranked], [r.c for r in data.reranked], s=360,
+                   facecolors="none", edgecolors="tab:purple", lw=1.5, zorder=2,
+                   label="re-ranked (longer training, other seed)")
     if data.infeasible:
         ax.scatter([r.k for r in data.infeasible], [r.c for r in data.infeasible], marker="x",
                    s=90, color="tab:red", zorder=3, label="rejected (over budget)")
