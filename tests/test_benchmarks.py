@@ -1,13 +1,12 @@
 """The benchmark commands run: ``compare_samplers.py --quick`` end to end, and the sampler
 overhead micro-benchmark on a small synthetic storage.
 
-The quick run trains real networks (GunPoint, 1 epoch, 20 s per search, five samplers, a coarse
-exhaustive reference): about 2 minutes on 2 free cores.
+The quick run trains real networks (GunPoint, 100 steps per candidate, four samplers, 45 s per
+run with the final model, two runs at a time): about 2 minutes on 2 free cores.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,23 +18,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-SAMPLERS = ("TinyTNAS", "Random", "TPE", "GP", "NSGA-II")
-
-
-def _need_torch() -> None:
-    # GPSampler needs torch (the `bench` extra): skipped locally without it, a failure on CI.
-    if importlib.util.find_spec("torch") is None:
-        message = 'torch not installed (GPSampler): pip install "tinytnas-optuna[bench]"'
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+SAMPLERS = ("TinyTNAS", "TinyTNAS-paper", "TPE", "Random")
 
 
 def _quick(out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(BENCH / "compare_samplers.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=540, check=False,
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, time.monotonic() - start
@@ -44,10 +34,9 @@ def _quick(out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
-    _need_torch()
     out = tmp_path / "results"
     _, seconds = _quick(out)
-    # Every small-set candidate now trains once per fold (3-fold CV): about 5 min on 2 cores.
+    # Four 45 s runs, two at a time, plus start-up: about 2 minutes on 2 cores.
     assert seconds < 480, f"--quick took {seconds:.0f} s (must stay under 8 minutes)"
 
     md = (out / "samplers_quick.md").read_text()
@@ -56,31 +45,25 @@ def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     for name in SAMPLERS:
         assert any(line.startswith(f"| {name} |") for line in rows), name
-    assert "## Where TinyTNASSampler loses" in md
+    assert "## Verdict" in md and "vs TPE" in md
     # The anytime table: one row per sampler, best-so-far never decreasing over time.
     anytime = md.split("Anytime:")[1].split("![anytime")[0]
     for name in SAMPLERS:
         (row,) = [line for line in anytime.splitlines() if line.startswith(f"| {name} |")]
         cells = [float(c) for c in row.strip("| ").split(" | ")[1:] if c != "-"]
-        assert cells and cells == sorted(cells), row
+        assert cells == sorted(cells), row
     assert (out / "samplers_quick_anytime_gunpoint.png").stat().st_size > 5_000
-    ref = json.loads((out / "reference_gunpoint_e1_coarse.json").read_text())
-    assert ref["feasible"] > 5 and ref["best"]["value"] is not None
-    assert all(r["train_seconds"] == 0 for r in ref["candidates"] if r["state"] == "infeasible")
 
     data = json.loads((out / "samplers_quick.json").read_text())
     runs = data["datasets"]["gunpoint"]["samplers"]
-    assert set(runs) == {"tinytnas", "random", "tpe", "gp", "nsga2"}
-    ref_best = ref["best"]["value"]
+    assert set(runs) == {"tinytnas", "tinytnas-paper", "tpe", "random"}
     for sampler, per in runs.items():
         (run,) = per  # one seed
-        assert run["infeasible_train_seconds"] == 0, sampler
-        assert run["infeasible_epochs"] == 0, sampler
+        assert run["infeasible_trained"] == 0, sampler
         assert run["trained"] >= 1 and run["pick"] is not None, sampler
-        assert run["regret"] == pytest.approx(ref_best - run["best_val"])
-        assert run["retrained"]["test_int8"] is not None
-        # The search respects the time bound (20 s, plus a few seconds to finish the trial).
-        assert run["elapsed"] < 20 + 8, (sampler, run["elapsed"])
+        # The final model was trained, converted and scored in TFLM inside the bound.
+        assert 0 <= run["test_int8"] <= 1 and run["final_seconds"] > 0, sampler
+        assert run["total_seconds"] < 45 + 15, (sampler, run["total_seconds"])
         curve = run["curve"]
         assert [v for _, v in curve] == sorted(v for _, v in curve)
 

@@ -318,6 +318,49 @@ def test_show_text_json_csv_and_plots(
     assert trial_count(url, "gp") == n
 
 
+def test_search_refines_then_writes_the_final_model_within_the_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A small MAC budget: the paper's greedy ends after a few trainings, and the refinement
+    # (exploration, re-ranking) fills the rest of the 60 s before the final model.
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    bound = 60.0
+    start = time.monotonic()
+    code, out, err = run(capsys, "search", "--dataset", "gunpoint", "--ram", "20KB", "--flash",
+                         "64KB", "--macs", "12K", "--steps", "60", "--timeout", f"{bound:g}s",
+                         "--storage", url, "--study", "r", "--progress", "plain")
+    seconds = time.monotonic() - start
+    assert code in WRITTEN, err
+    assert seconds <= bound + 15, f"a {bound:g} s search took {seconds:.0f} s"
+    ended_early = "ended before its time bound" in err
+    assert seconds >= 0.85 * bound or ended_early, (seconds, err[-2000:])
+    model = tmp_path / "r-model"
+    report = json.loads((model / "report.json").read_text())
+    assert (model / "model.tflite").stat().st_size == report["flash"]
+    assert "Final model: k=" in out or "Retrained k=" in out
+
+    study = optuna.load_study(study_name="r", storage=url)
+    trials = study.get_trials(deepcopy=False)
+    phases = [t.user_attrs["phase"] for t in trials]
+    assert phases[0] == "greedy" and {"refine", "rerank"} & set(phases), phases
+    trained = [(t.params["k"], t.params["c"], t.user_attrs["fidelity"]) for t in trials
+               if t.user_attrs.get("epochs_trained", 0) > 0]
+    assert trained and len(trained) == len(set(trained)), "a training was repeated"
+    for t in trials:
+        if t.user_attrs.get("feasible") is False:  # never trained
+            assert t.user_attrs["epochs_trained"] == 0 and "train_seconds" not in t.user_attrs
+            assert t.user_attrs["macs"] > 12_000 or t.user_attrs["ram"] > 20 * 1024 or \
+                t.user_attrs["flash"] > 64 * 1024
+
+    code, out, _ = run(capsys, "show", "--storage", url, "--study", "r", "--json")
+    data = json.loads(out)
+    assert data["final"]["out_dir"] == str(model) and data["final"]["k"] == report["k"]
+    assert set(data["phases"]) >= {"greedy"} and data["trials"][0]["phase"] == "greedy"
+    assert (data["best"]["k"], data["best"]["c"]) == (report["k"], report["c"])
+    code, out, _ = run(capsys, "show", "--storage", url, "--study", "r")
+    assert "Time by phase: greedy" in out and "Final model: k=" in out
+
+
 @pytest.mark.parametrize("command", ["show", "retrain", "worker"])
 def test_missing_storage_or_study_is_refused(
     searched: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -6,13 +6,14 @@ so that what the sampler asks for (and never asks twice) is checked exactly.
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 
 import optuna
 import pytest
-
 from test_greedy import C_RANGE, K_RANGE, landscape, reference_search
+
 from tinytnas_optuna import _refine
 from tinytnas_optuna._sampler import LEVEL_ATTR, PHASE_ATTR, TinyTNASSampler, trial_level
 
@@ -120,5 +121,26 @@ def test_threads_never_train_the_same_candidate_twice_at_one_level():
 def test_grid_widths_are_quarter_octaves_plus_visited():
     widths = _refine.grid_widths((2, 64), {12, 14})
     assert widths[:8] == [2, 3, 4, 5, 6, 7, 8, 10] and 12 in widths and 14 in widths
-    ratios = [b / a for a, b in zip(widths, widths[1:]) if a >= 8]
+    ratios = [b / a for a, b in itertools.pairwise(widths) if a >= 8]
     assert max(ratios) <= 2 ** 0.25 * 1.1 and not math.isnan(sum(ratios))
+
+
+def test_the_summary_picks_the_best_mean_over_a_candidates_trainings():
+    from tinytnas_optuna._results import CandidateRecord, best_candidate
+
+    def rec(trial, k, c, value, fidelity, state="trained"):
+        return CandidateRecord(trial, k, c, state, value, 1, 1, 1, "measured", 1, 1.0,
+                               "greedy", fidelity)
+
+    records = [
+        rec(0, 8, 3, 0.92, "800 steps, seed 0"),     # lucky short run...
+        rec(1, 16, 1, 0.91, "800 steps, seed 0"),
+        rec(2, 8, 3, 0.86, "1600 steps, seed 1"),    # ...not confirmed: mean 0.89
+        rec(3, 16, 1, 0.93, "1600 steps, seed 1"),   # confirmed: mean 0.92
+        rec(4, 16, 1, 0.99, "1600 steps, seed 1", state="reused"),  # a reuse is no new training
+        rec(5, 4, 3, None, "800 steps, seed 0", state="infeasible"),
+    ]
+    best = best_candidate(records)
+    assert (best.k, best.c, best.trial, best.runs) == (16, 1, 1, 2)
+    assert best.value == pytest.approx(0.92)
+    assert best_candidate(records[:1]).runs == 1 and best_candidate(records[5:]) is None

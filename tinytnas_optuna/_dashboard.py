@@ -197,10 +197,10 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
                   for name, p in data.phases.items()]
     if data.final:
         f = data.final
-        lines += ["", f"**Final model** (k={f['k']}, c={f['c']}): int8 {f['evaluated_on']} "
-                  f"accuracy in TFLite Micro {f['int8_accuracy']:.4f} (float "
-                  f"{f['float_accuracy']:.4f}), trained in {f['seconds']:.0f} s, files in "
-                  f"`{f['out_dir']}`."]
+        lines += ["", (f"**Final model** (k={f['k']}, c={f['c']}): int8 {f['evaluated_on']} "
+                       f"accuracy in TFLite Micro {f['int8_accuracy']:.4f} (float "
+                       f"{f['float_accuracy']:.4f}), trained in {f['seconds']:.0f} s, files in "
+                       f"`{f['out_dir']}`.")]
     attrs = study.user_attrs
     if attrs.get("dataset") or attrs.get("train_path"):
         source = attrs.get("dataset") or attrs.get("train_path")

@@ -344,7 +344,7 @@ class TinyTNASObjective:
         y = self.data.validation_labels
         return {
             "validation": self.data.validation,
-            "validation_size": int(len(y)),
+            "validation_size": len(y),
             "chance_rate": chance_rate(y, self.metric, self.data.num_classes),
             "majority_rate": chance_rate(y, "accuracy", self.data.num_classes),
             "steps_per_candidate": self.schedule.steps * len(self.data.splits()),

@@ -25,7 +25,8 @@ tried at that level, or while another trial trains it at that level.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
 Candidate = tuple[int, int]
@@ -58,7 +59,7 @@ def estimates(runs: Mapping[Candidate, Mapping[int, float]]) -> dict[Candidate, 
     return {cand: sum(v.values()) / len(v) for cand, v in runs.items() if v}
 
 
-def grid_widths(k_range: tuple[int, int], extra: Set[int] = frozenset()) -> list[int]:
+def grid_widths(k_range: tuple[int, int], extra: AbstractSet[int] = frozenset()) -> list[int]:
     """Widths the refinement considers: quarter octaves within ``k_range``, plus ``extra``.
 
     Args:
@@ -73,7 +74,7 @@ def grid_widths(k_range: tuple[int, int], extra: Set[int] = frozenset()) -> list
         [2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 16, 19]
     """
     lo, hi = k_range
-    top = int(math.ceil(4 * math.log2(hi))) + 1
+    top = math.ceil(4 * math.log2(hi)) + 1
     widths = {round(2 ** (j / 4)) for j in range(top)} | set(extra)
     return sorted(k for k in widths if lo <= k <= hi)
 
@@ -84,10 +85,10 @@ def _distance(a: Candidate, b: Candidate) -> float:
 
 def next_refinement(
     runs: Mapping[Candidate, Mapping[int, float]],
-    infeasible: Set[Candidate],
+    infeasible: AbstractSet[Candidate],
     *,
-    tried: Set[tuple[Candidate, int]] = frozenset(),
-    busy: Set[tuple[Candidate, int]] = frozenset(),
+    tried: AbstractSet[tuple[Candidate, int]] = frozenset(),
+    busy: AbstractSet[tuple[Candidate, int]] = frozenset(),
     k_range: tuple[int, int],
     c_range: tuple[int, int],
     top: int = TOP,
