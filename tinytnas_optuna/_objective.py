@@ -177,9 +177,9 @@ class TinyTNASObjective:
     def final_reserve(self, trials: list[optuna.trial.FrozenTrial]) -> float:
         """Seconds kept for the final model: an estimate from the candidates' measured speed.
 
-        The best trained candidate's seconds per step (else the median over the candidates),
-        scaled to the final schedule's batch, times its steps and restarts, plus conversion,
-        TFLM scoring and export; within 10..50 % of ``timeout``.
+        The best trained candidate's measured seconds per training step, scaled to the final
+        schedule's batch, times its steps and restarts, plus its validations, conversion, TFLM
+        scoring and export; within 10..50 % of ``timeout``.
 
         Args:
             trials: The study's trials.
@@ -193,14 +193,15 @@ class TinyTNASObjective:
             return 0.0
         timed = [t for t in trials if t.state == TrialState.COMPLETE
                  and t.user_attrs.get("step_seconds")]
-        if timed:
-            best = max(timed, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
-            step_seconds = float(best.user_attrs["step_seconds"])
-        else:  # nothing measured yet: a quarter of the bound
+        if not timed:  # nothing measured yet: a quarter of the bound
             return 0.25 * self.timeout
+        best = max(timed, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+        holdout = self.data.folds is None
         seconds = estimate_final_seconds(
-            step_seconds, self.schedule.batch_size, n_train=self.final_train_size,
-            n_check=len(self.data.validation_labels))
+            float(best.user_attrs["step_seconds"]), self.schedule.batch_size,
+            n_train=self.final_train_size, n_check=len(self.data.validation_labels),
+            # Under cross-validation the final model has no validation series to score.
+            eval_seconds=float(best.user_attrs.get("eval_seconds", 0.0)) if holdout else 0.0)
         return min(max(seconds, 0.1 * self.timeout), 0.5 * self.timeout)
 
     @property
@@ -479,9 +480,10 @@ class TinyTNASObjective:
                 trial.report(value, step)
         steps_done = sum(r.steps for r in results)
         trial.set_user_attr("train_seconds", round(time.monotonic() - start, 3))
-        rates = [r.step_seconds for r in results if r.step_seconds]
-        if rates:
-            trial.set_user_attr("step_seconds", float(np.median(rates)))
+        for key in ("step_seconds", "eval_seconds"):
+            rates = [getattr(r, key) for r in results if getattr(r, key)]
+            if rates:
+                trial.set_user_attr(key, float(np.median(rates)))
         trial.set_user_attr("steps", steps_done)
         trial.set_user_attr("epochs_trained",
                             _epochs(curve[-1][0], schedule, splits[0]) if curve else 0)

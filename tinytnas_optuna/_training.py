@@ -375,9 +375,11 @@ class TrainResult:
         cut: Whether ``stop`` (the time bound) ended it before its schedule.
         best_weights: Weights at the best validation point (``keep_best``), else None.
         seconds: Wall time.
-        step_seconds: Seconds per step after the first validation point (later validations
-            included, the compilation of training and prediction excluded); None when it
-            ended before.
+        step_seconds: Seconds per training step after the first validation point (the
+            compilation of training and prediction, and the validations, excluded); None when
+            it ended before.
+        eval_seconds: Median seconds of a validation point after the first (prediction and
+            callbacks); None without one.
     """
 
     steps: int
@@ -387,6 +389,7 @@ class TrainResult:
     best_weights: list[np.ndarray] | None
     seconds: float
     step_seconds: float | None = None
+    eval_seconds: float | None = None
 
 
 def train(
@@ -475,6 +478,7 @@ def train(
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if result.cut:
                 return
+            begun = time.monotonic()
             if time_limit is not None:
                 self._fit_to_time()
             if not validate:
@@ -491,8 +495,11 @@ def train(
             if on_evaluation is not None and on_evaluation(state["steps"], pred):
                 self.model.stop_training = True
             # Speed is timed from here: the first validation compiled the prediction function.
+            if "first" in state:
+                evals.append(time.monotonic() - begun)
             state.setdefault("first", (time.monotonic(), state["steps"]))
 
+    evals: list[float] = []
     epochs = math.ceil(schedule.steps / chunk)
     model.fit(dataset, epochs=epochs, steps_per_epoch=chunk, shuffle=False, verbose=0,
               callbacks=[_Loop()])
@@ -500,7 +507,9 @@ def train(
     result.seconds = time.monotonic() - started
     if "first" in state and result.steps > state["first"][1]:
         t0, s0 = state["first"]
-        result.step_seconds = (started + result.seconds - t0) / (result.steps - s0)
+        result.step_seconds = (started + result.seconds - t0 - sum(evals)) / (result.steps - s0)
+    if evals:
+        result.eval_seconds = float(np.median(evals))
     return result
 
 
