@@ -56,8 +56,9 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     folder = tmp_path_factory.mktemp("search")
     url = f"sqlite:///{folder / 'tinytnas.db'}"
     start = time.monotonic()
+    # --no-model: these tests are about the search; the final model has its own test.
     code = main(["search", "--dataset", "gunpoint", *BUDGET, "--timeout", "12s", "--epochs",
-                 "1", "--storage", url, "--study", "gp", "--progress", "plain"])
+                 "1", "--storage", url, "--study", "gp", "--progress", "plain", "--no-model"])
     assert code in WRITTEN
     seconds = time.monotonic() - start
     # Read now: the resume and worker tests below record their own time bounds.
@@ -152,7 +153,7 @@ def test_resume_continues_with_recorded_inputs(
     url = str(searched["url"])
     before = trial_count(url, "gp")
     code, out, err = run(capsys, "search", "--storage", url, "--study", "gp", "--timeout", "4s",
-                         "--progress", "none")
+                         "--progress", "none", "--no-model")
     assert code in WRITTEN, err
     assert "Resuming search 'gp' on gunpoint" in err and "Best:" in out
     assert grew_or_finished(url, "gp", before)
@@ -188,7 +189,7 @@ def test_resume_with_changed_file_is_refused(
     url = f"sqlite:///{tmp_path / 'own.db'}"
     code, _, err = run(capsys, "search", "--train", str(own_data["train"]), *BUDGET,
                        "--timeout", "3s", "--epochs", "1", "--storage", url, "--study", "own",
-                       "--progress", "none")
+                       "--progress", "none", "--no-model")
     assert code in WRITTEN, err
     study = optuna.load_study(study_name="own", storage=url)
     assert len(study.user_attrs["train_sha256"]) == 64
@@ -405,7 +406,7 @@ def test_own_data_search_and_retrain_with_test_file(
     url = f"sqlite:///{tmp_path / 'own.db'}"
     code, _, err = run(capsys, "search", "--train", str(own_data["train"]), "--val",
                        str(own_data["val"]), *BUDGET, "--timeout", "6s", "--epochs", "1",
-                       "--storage", url, "--study", "own", "--progress", "none")
+                       "--storage", url, "--study", "own", "--progress", "none", "--no-model")
     assert code in WRITTEN, err
     attrs = optuna.load_study(study_name="own", storage=url).user_attrs
     assert attrs["val_sha256"] and attrs["train_path"].endswith("train.npz")
@@ -450,7 +451,7 @@ def test_worker_without_any_end_is_refused(
     url = f"sqlite:///{tmp_path / 'r.db'}"
     code, _, err = run(capsys, "search", "--dataset", "gunpoint", *BUDGET, "--epochs", "1",
                        "--sampler", "random", "--trials", "1", "--storage", url, "--study", "r",
-                       "--progress", "none")
+                       "--progress", "none", "--no-model")
     assert code in WRITTEN, err
     before = trial_count(url, "r")
     code, _, err = run(capsys, "worker", "--storage", url, "--study", "r")

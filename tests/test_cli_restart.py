@@ -20,7 +20,10 @@ def test_search_killed_mid_training_resumes_without_retraining(tmp_path: Path) -
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     command = [sys.executable, "-m", "tinytnas_optuna.cli", "search", "--dataset",
                "basicmotions", "--ram", "20KB", "--flash", "64KB", "--macs", "60K",
-               "--epochs", "20", "--storage", url, "--study", "k", "--progress", "plain"]
+               "--epochs", "20", "--storage", url, "--study", "k", "--progress", "plain",
+               # The paper's greedy, which ends by itself, and no final model: this test is about
+               # resuming (the refinement's kill -9 test is in test_workers.py).
+               "--sampler", "tinytnas-paper", "--no-model"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -37,13 +37,13 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{folder / 'tinytnas.db'}"
     code = main(["search", "--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB",
                  "--macs", "60K", "--timeout", "20s", "--epochs", "1", "--storage", url,
-                 "--study", "gp", "--progress", "none"])
+                 "--study", "gp", "--progress", "none", "--no-model"])
     assert code in (0, 3)  # 3: 1-epoch trainings stay at chance; all is written
     # A second search in the same storage, with its own artifact folder and metric.
     code = main(["search", "--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB",
                  "--macs", "60K", "--timeout", "12s", "--epochs", "1", "--storage", url,
                  "--study", "other", "--metric", "balanced_accuracy", "--artifact-dir",
-                 str(folder / "other-artifacts"), "--progress", "none"])
+                 str(folder / "other-artifacts"), "--progress", "none", "--no-model"])
     assert code in (0, 3)
     return url
 
