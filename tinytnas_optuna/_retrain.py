@@ -46,136 +46,49 @@ _RESERVE_SECONDS = 10.0
 _TFLM_SECONDS_PER_SERIES = 1e-3
 #: Restarts of the final training.
 RESTARTS = 3
-# For the estimate of the final training's time: building and compiling the model (per restart),
-# and converting, scoring in TFLM and exporting (once; measured 3-5 s on GunPoint and HAR).
+# Building and compiling the model, per restart (for the estimate of the final training's time).
 _RESTART_SECONDS = 1.5
-_EXPORT_SECONDS = 5.0
+
+
+def _after_training_seconds(*, n_val: int, n_eval: int, n_train: int, restarts: int) -> float:
+    """Seconds :func:`retrain_best` keeps back from its ``timeout`` for conversion, TFLM
+    scoring and export (its training is planned to end that long before the bound)."""
+    return _RESERVE_SECONDS + _TFLM_SECONDS_PER_SERIES * (n_val * restarts + n_eval + n_train)
 
 
 def estimate_final_seconds(
-    step_seconds: float, search_batch: int, *, n_train: int, n_check: int,
+    step_seconds: float, search_batch: int, *, n_train: int, n_val: int, n_eval: int,
     eval_seconds: float = 0.0, restarts: int = RESTARTS,
 ) -> float:
     """Estimated wall time of :func:`retrain_best` (default schedule), from a search training.
 
-    A step's time grows with the batch less than in proportion (the per-step overhead of a
-    small network dominates): the search's seconds per step are scaled by the square root of
-    the batch ratio.
+    The training part comes from the search's measured speed: a step's time grows with the
+    batch less than in proportion (the per-step overhead of a small network dominates), so the
+    search's seconds per step are scaled by the square root of the batch ratio. The rest is
+    what ``retrain_best`` itself keeps back for conversion, TFLM scoring and export, so that a
+    bound of this many seconds lets the final schedule run to its end.
 
     Args:
         step_seconds: Measured seconds per training step of the network in the search.
         search_batch: The search's batch size.
         n_train: Series the final model trains on.
-        n_check: Series the int8 check and the report score.
-        eval_seconds: Measured seconds of one validation point (0 when the final model has no
-            validation series).
+        n_val: Validation series of the final model (0 under cross-validation).
+        n_eval: Series the report scores.
+        eval_seconds: Measured seconds of one validation point (0 when ``n_val`` is 0).
         restarts: Restarts of the final training.
 
     Returns:
         Seconds (an estimate).
 
     Example:
-        >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_check=1000))
-        103
+        >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_val=0, n_eval=1000))
+        110
     """
     schedule = final_schedule(n_train)
     per_step = step_seconds * math.sqrt(schedule.batch_size / search_batch)
     per_restart = schedule.steps * per_step + schedule.evaluations * eval_seconds
-    return (restarts * (per_restart + _RESTART_SECONDS) + _EXPORT_SECONDS
-            + _TFLM_SECONDS_PER_SERIES * (restarts + 2) * n_check)
-
-
-@dataclass(frozen=True)
-class RetrainReport:
-    """The retrained winner, measured again and scored as int8 in TensorFlow Lite Micro.
-
-    Attributes:
-        k: Width.
-        c: Cells.
-        epochs_run: Passes over the training data of the kept training.
-        best_val: Validation metric of the kept checkpoint (float); under cross-validation,
-            the search's cross-validated value of this architecture.
-        evaluated_on: ``"test"`` or ``"val"`` (``"train"`` under cross-validation without a
-            test set: the final model is trained on every series).
-        float_accuracy: Accuracy of the float Keras model on ``evaluated_on``.
-        float_balanced_accuracy: Its balanced accuracy.
-        int8_accuracy: Accuracy of the int8 model run by TFLite Micro.
-        int8_balanced_accuracy: Its balanced accuracy.
-        confusion_matrix: int8 confusion matrix, rows true class, columns predicted.
-        classes: Original label of each class index.
-        ram: Tensor arena bytes (32-bit MCU) of the exported model.
-        flash: Bytes of the exported ``.tflite``.
-        macs: MACs per inference.
-        arena_bytes: Arena size written to the C header (RAM figure plus margin).
-        figures_source: How the figures were obtained.
-        files: Paths written.
-        validation: ``"holdout"`` or ``"<k>-fold"``: how the study validated.
-        steps: Gradient steps of the kept training; ``schedule`` its plan.
-        restarts_run: Trainings from different initial weights (the best on validation kept;
-            under cross-validation the one with the lowest training loss).
-        val_float_accuracy: Float accuracy on validation (None under cross-validation).
-        val_int8_accuracy: int8 (TFLM) accuracy on validation (None under cross-validation).
-        quantization: The int8 check: where it was measured, float and int8 figures there,
-            calibration series used, and what was done.
-        majority_rate: Share of the majority class in ``evaluated_on``.
-        above_chance: Whether the int8 model is clearly above chance on ``evaluated_on``
-            (one-sided binomial test at 1 %).
-        warning: One line when it is not, else None.
-        seconds: Wall time of the whole retraining.
-    """
-
-    k: int
-    c: int
-    epochs_run: int
-    best_val: float
-    evaluated_on: str
-    float_accuracy: float
-    float_balanced_accuracy: float
-    int8_accuracy: float
-    int8_balanced_accuracy: float
-    confusion_matrix: list[list[int]]
-    classes: list[Any]
-    ram: int
-    flash: int
-    macs: int
-    arena_bytes: int
-    figures_source: str
-    files: dict[str, str]
-    validation: str
-    steps: int
-    schedule: dict[str, Any]
-    restarts_run: int
-    val_float_accuracy: float | None
-    val_int8_accuracy: float | None
-    quantization: dict[str, Any]
-    majority_rate: float
-    above_chance: bool
-    warning: str | None
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return asdict(self)
-
-    def __str__(self) -> str:
-        cm = "\n".join("  " + " ".join(f"{v:>5}" for v in row) for row in self.confusion_matrix)
-        val = ("" if self.val_int8_accuracy is None else
-               f"On validation: float {self.val_float_accuracy:.4f}, int8 "
-               f"{self.val_int8_accuracy:.4f} ({self.quantization['action']})\n")
-        return (
-            f"Retrained k={self.k}, c={self.c}: {self.steps} steps ({self.epochs_run} epochs), "
-            f"{self.restarts_run} restart(s), best val {self.best_val:.4f}, "
-            f"{self.seconds:.0f} s\n{val}"
-            f"On {self.evaluated_on}: float accuracy {self.float_accuracy:.4f} "
-            f"(balanced {self.float_balanced_accuracy:.4f}); int8 in TFLite Micro "
-            f"{self.int8_accuracy:.4f} (balanced {self.int8_balanced_accuracy:.4f}); "
-            f"majority class {self.majority_rate:.4f}\n"
-            f"RAM {self.ram:,} B (arena to allocate {self.arena_bytes:,} B), "
-            f"flash {self.flash:,} B, {self.macs:,} MAC\n"
-            f"Confusion matrix (int8, rows true):\n{cm}\n"
-            f"Files: {', '.join(self.files.values())}"
-            + (f"\n{self.warning}" if self.warning else "")
-        )
+    return restarts * (per_restart + _RESTART_SECONDS) + _after_training_seconds(
+        n_val=n_val, n_eval=n_eval, n_train=n_train, restarts=restarts)
 
 
 def retrain_best(
@@ -266,8 +179,8 @@ def retrain_best(
                               batch_size=batch_size, learning_rate=learning_rate)
     deadline = None
     if timeout is not None:
-        reserve = _RESERVE_SECONDS + _TFLM_SECONDS_PER_SERIES * (
-            len(data.y_val) * restarts + len(y_eval) + len(data.y_train))
+        reserve = _after_training_seconds(n_val=len(data.y_val), n_eval=len(y_eval),
+                                          n_train=len(data.y_train), restarts=restarts)
         deadline = started + max(timeout - reserve, 0.25 * timeout)
 
     runs = _train_final(k, c, data, schedule, restarts=restarts, metric=metric, seed=seed,

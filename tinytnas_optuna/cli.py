@@ -663,7 +663,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                               metric=inputs["metric"])
     if code == EXIT_INTERRUPTED or args.no_model or summary.best is None:
         return code
-    if timeout is not None and not objective.out_of_time():
+    if timeout is not None and args.trials is None and not objective.out_of_time():
         print("The search ended before its time bound: every feasible candidate of the "
               "refinement's grid was trained at every fidelity"
               if inputs["sampler"] == "tinytnas" else "The search ended by itself.",
