@@ -91,6 +91,99 @@ def estimate_final_seconds(
         n_val=n_val, n_eval=n_eval, n_train=n_train, restarts=restarts)
 
 
+@dataclass(frozen=True)
+class RetrainReport:
+    """The retrained winner, measured again and scored as int8 in TensorFlow Lite Micro.
+
+    Attributes:
+        k: Width.
+        c: Cells.
+        epochs_run: Passes over the training data of the kept training.
+        best_val: Validation metric of the kept checkpoint (float); under cross-validation,
+            the search's cross-validated value of this architecture.
+        evaluated_on: ``"test"`` or ``"val"`` (``"train"`` under cross-validation without a
+            test set: the final model is trained on every series).
+        float_accuracy: Accuracy of the float Keras model on ``evaluated_on``.
+        float_balanced_accuracy: Its balanced accuracy.
+        int8_accuracy: Accuracy of the int8 model run by TFLite Micro.
+        int8_balanced_accuracy: Its balanced accuracy.
+        confusion_matrix: int8 confusion matrix, rows true class, columns predicted.
+        classes: Original label of each class index.
+        ram: Tensor arena bytes (32-bit MCU) of the exported model.
+        flash: Bytes of the exported ``.tflite``.
+        macs: MACs per inference.
+        arena_bytes: Arena size written to the C header (RAM figure plus margin).
+        figures_source: How the figures were obtained.
+        files: Paths written.
+        validation: ``"holdout"`` or ``"<k>-fold"``: how the study validated.
+        steps: Gradient steps of the kept training; ``schedule`` its plan.
+        restarts_run: Trainings from different initial weights (the best on validation kept;
+            under cross-validation the one with the lowest training loss).
+        val_float_accuracy: Float accuracy on validation (None under cross-validation).
+        val_int8_accuracy: int8 (TFLM) accuracy on validation (None under cross-validation).
+        quantization: The int8 check: where it was measured, float and int8 figures there,
+            calibration series used, and what was done.
+        majority_rate: Share of the majority class in ``evaluated_on``.
+        above_chance: Whether the int8 model is clearly above chance on ``evaluated_on``
+            (one-sided binomial test at 1 %).
+        warning: One line when it is not, else None.
+        seconds: Wall time of the whole retraining.
+    """
+
+    k: int
+    c: int
+    epochs_run: int
+    best_val: float
+    evaluated_on: str
+    float_accuracy: float
+    float_balanced_accuracy: float
+    int8_accuracy: float
+    int8_balanced_accuracy: float
+    confusion_matrix: list[list[int]]
+    classes: list[Any]
+    ram: int
+    flash: int
+    macs: int
+    arena_bytes: int
+    figures_source: str
+    files: dict[str, str]
+    validation: str
+    steps: int
+    schedule: dict[str, Any]
+    restarts_run: int
+    val_float_accuracy: float | None
+    val_int8_accuracy: float | None
+    quantization: dict[str, Any]
+    majority_rate: float
+    above_chance: bool
+    warning: str | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        cm = "\n".join("  " + " ".join(f"{v:>5}" for v in row) for row in self.confusion_matrix)
+        val = ("" if self.val_int8_accuracy is None else
+               f"On validation: float {self.val_float_accuracy:.4f}, int8 "
+               f"{self.val_int8_accuracy:.4f} ({self.quantization['action']})\n")
+        return (
+            f"Retrained k={self.k}, c={self.c}: {self.steps} steps ({self.epochs_run} epochs), "
+            f"{self.restarts_run} restart(s), best val {self.best_val:.4f}, "
+            f"{self.seconds:.0f} s\n{val}"
+            f"On {self.evaluated_on}: float accuracy {self.float_accuracy:.4f} "
+            f"(balanced {self.float_balanced_accuracy:.4f}); int8 in TFLite Micro "
+            f"{self.int8_accuracy:.4f} (balanced {self.int8_balanced_accuracy:.4f}); "
+            f"majority class {self.majority_rate:.4f}\n"
+            f"RAM {self.ram:,} B (arena to allocate {self.arena_bytes:,} B), "
+            f"flash {self.flash:,} B, {self.macs:,} MAC\n"
+            f"Confusion matrix (int8, rows true):\n{cm}\n"
+            f"Files: {', '.join(self.files.values())}"
+            + (f"\n{self.warning}" if self.warning else "")
+        )
+
+
 def retrain_best(
     study: optuna.Study,
     train: tuple[np.ndarray, np.ndarray],
