@@ -8,7 +8,7 @@ The figure that matters is the int8 model's accuracy on the official test split,
 
 Runs:
 
-    python benchmarks/compare_samplers.py                 # the full run (see FULL; ~75 min)
+    python benchmarks/compare_samplers.py                 # the full run (see FULL; ~65 min)
     python benchmarks/compare_samplers.py --quick         # smoke run (~2 min), to a temp dir
 
 GP and NSGA-II can be added with ``--samplers`` (GP needs PyTorch).
@@ -48,13 +48,13 @@ OBJECTIVE_SEED = 0
 
 #: ECG5000 (500 series: a hold-out), Ham (109: 3-fold CV, noisy) and ElectricDevices (8,926, the
 #: dataset on which the paper's greedy stopped early off the best region), 3 sampler seeds, 4
-#: samplers, two runs at a time on one core each. Bounds (final model included): 180 s on the
+#: samplers, two runs at a time on one core each. Bounds (final model included): 150 s on the
 #: small sets; 300 s on ElectricDevices, whose final training alone (3 x 15,000 steps) needs
-#: about 2 minutes on one core. About (24 x 180 + 12 x 300) / 2 s = 66 min plus start-up. GP and
+#: about 2 minutes on one core. About (24 x 150 + 12 x 300) / 2 s = 60 min plus start-up. GP and
 #: NSGA-II are left out of the full run (time): the previous comparison had them well behind
 #: TPE and Random.
 FULL = {"datasets": ["ecg5000", "ucr:Ham", "ucr:ElectricDevices"], "seeds": 3,
-        "time_bound": {"ecg5000": 180.0, "ucr:Ham": 180.0, "ucr:ElectricDevices": 300.0},
+        "time_bound": {"ecg5000": 150.0, "ucr:Ham": 150.0, "ucr:ElectricDevices": 300.0},
         "samplers": ["tinytnas", "tinytnas-paper", "tpe", "random"], "steps": None,
         "parallel": 2}
 QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 45.0,

@@ -333,10 +333,11 @@ def test_search_refines_then_writes_the_final_model_within_the_bound(
     seconds = time.monotonic() - start
     assert code in WRITTEN, err
     assert seconds <= bound + 15, f"a {bound:g} s search took {seconds:.0f} s"
-    # The final training's time is estimated from the search's trainings: with these short ones
-    # the estimate is high (a 10-minute HAR run ends at 0.96 of its bound), so a generous margin.
+    # The final training's time is estimated from the search's trainings, with a margin so that
+    # the final schedule is never cut: with these short trainings the estimate is high (up to
+    # half the bound is kept), so a generous margin here; 10-minute HAR runs end at 0.9-0.96.
     ended_early = "ended before its time bound" in err
-    assert seconds >= 0.7 * bound or ended_early, (seconds, err[-2000:])
+    assert seconds >= 0.6 * bound or ended_early, (seconds, err[-2000:])
     model = tmp_path / "r-model"
     report = json.loads((model / "report.json").read_text())
     assert (model / "model.tflite").stat().st_size == report["flash"]

@@ -196,13 +196,13 @@ class TinyTNASObjective:
         if not timed:  # nothing measured yet: a quarter of the bound
             return 0.25 * self.timeout
         best = max(timed, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
-        # Under cross-validation the final model has no validation series: it trains on every
-        # series, and the report scores them (or a test set of unknown size: counted alike).
+        # Under cross-validation the final model has no validation series. The report scores
+        # a test set of unknown size: at least 2,000 series are assumed.
         n_val = len(self.data.y_val) if self.data.folds is None else 0
         seconds = estimate_final_seconds(
             float(best.user_attrs["step_seconds"]), self.schedule.batch_size,
             n_train=self.final_train_size, n_val=n_val,
-            n_eval=n_val or self.final_train_size,
+            n_eval=max(2000, n_val, self.final_train_size),
             eval_seconds=float(best.user_attrs.get("eval_seconds", 0.0)) if n_val else 0.0)
         return min(max(seconds, 0.1 * self.timeout), 0.5 * self.timeout)
 
