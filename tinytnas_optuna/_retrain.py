@@ -47,12 +47,8 @@ _TFLM_SECONDS_PER_SERIES = 1e-3
 #: Restarts of the final training.
 RESTARTS = 3
 # For the estimate of the final training's time: building and compiling the model (per
-# restart), and a margin on the training part. Without it, runs on ECG5000 had their final
-# schedule cut to a third: the first restart's compilation and the validations cost more than
-# the search's steady speed suggests, and a cut final training costs accuracy where a slightly
-# shorter search costs little.
+# restart; measured 1.5-2 s on one core).
 _RESTART_SECONDS = 2.0
-_TRAINING_MARGIN = 1.3
 
 
 def _after_training_seconds(*, n_val: int, n_eval: int, n_train: int, restarts: int) -> float:
@@ -69,10 +65,11 @@ def estimate_final_seconds(
 
     The training part comes from the search's measured speed: a step's time grows with the
     batch less than in proportion (the per-step overhead of a small network dominates), so the
-    search's seconds per step are scaled by the square root of the batch ratio; 30 % is added
-    for compilation and speed variation. The rest is what ``retrain_best`` itself keeps back
-    for conversion, TFLM scoring and export, so that a bound of this many seconds lets the
-    final schedule run to its end.
+    search's seconds per step are scaled by the square root of the batch ratio. The rest is
+    what ``retrain_best`` itself keeps back for conversion, TFLM scoring and export (its
+    training is planned to end that long before its bound), so that a bound of this many
+    seconds lets the final schedule run to its end: without that part, runs on ECG5000 had
+    their final schedule cut to a third.
 
     Args:
         step_seconds: Measured seconds per training step of the network in the search.
@@ -88,13 +85,13 @@ def estimate_final_seconds(
 
     Example:
         >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_val=0, n_eval=1000))
-        139
+        111
     """
     schedule = final_schedule(n_train)
     per_step = step_seconds * math.sqrt(schedule.batch_size / search_batch)
     per_restart = schedule.steps * per_step + schedule.evaluations * eval_seconds
-    return _TRAINING_MARGIN * restarts * (per_restart + _RESTART_SECONDS) + \
-        _after_training_seconds(n_val=n_val, n_eval=n_eval, n_train=n_train, restarts=restarts)
+    return restarts * (per_restart + _RESTART_SECONDS) + _after_training_seconds(
+        n_val=n_val, n_eval=n_eval, n_train=n_train, restarts=restarts)
 
 
 @dataclass(frozen=True)
