@@ -126,6 +126,11 @@ def trial_records(study: Any, t0: datetime.datetime) -> list[dict[str, Any]]:
 # One run (a fresh process)
 
 
+def ended_before_bound(study: Any) -> bool:
+    """Whether the search stopped by itself: no trial was cut or refused by the time bound."""
+    return not any(t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))
+
+
 def job_run(spec: dict[str, Any]) -> None:
     """Search with one sampler and seed, then the final model, all within the time bound."""
     import logging
@@ -151,6 +156,7 @@ def job_run(spec: dict[str, Any]) -> None:
     t0 = datetime.datetime.now()
     study.optimize(objective, timeout=bound)
     search_seconds = time.monotonic() - start
+    ended_by_itself = ended_before_bound(study)
     summary = summarize(study)
     best = summary.best
     final = None
@@ -165,7 +171,7 @@ def job_run(spec: dict[str, Any]) -> None:
         "dataset": spec["dataset"], "sampler": spec["sampler"], "seed": spec["seed"],
         "settings": spec["settings"], "search_seconds": round(search_seconds, 2),
         "total_seconds": round(time.monotonic() - start, 2),
-        "ended_by_itself": not objective.out_of_time(),
+        "ended_by_itself": ended_by_itself,
         "pick": None if best is None else {"k": best.k, "c": best.c, "value": best.value,
                                            "runs": best.runs},
         "final": final, "phases": summary.phases,
