@@ -74,6 +74,9 @@ class TinyTNASObjective:
             from the measured speed of the best candidate's trainings.
         reserve_final: Keep that time for the final model (default); False: the search
             itself uses all of ``timeout``.
+        clock_start: ``time.monotonic()`` from which ``timeout`` counts (default: this
+            objective's first call); the CLI passes its own start, so that loading the data
+            and TensorFlow count too.
         groups: Group ids of ``train`` samples for a group-aware validation split.
         val_fraction: Held-out share when ``val`` is None.
         metric: ``"accuracy"`` or ``"balanced_accuracy"``.
@@ -98,6 +101,7 @@ class TinyTNASObjective:
         seed: int | None = None,
         timeout: float | None = None,
         reserve_final: bool = True,
+        clock_start: float | None = None,
         groups: np.ndarray | None = None,
         val_fraction: float = VAL_FRACTION,
         metric: str = "accuracy",
@@ -133,6 +137,7 @@ class TinyTNASObjective:
             batch_size=batch_size, learning_rate=learning_rate)
         self.timeout = timeout
         self.reserve_final = reserve_final
+        self.clock_start = clock_start
         self.int8_io = int8_io
         self.on_trained = on_trained
         self._end: float | None = None
@@ -305,7 +310,7 @@ class TinyTNASObjective:
     def __call__(self, trial: optuna.Trial) -> float:
         now = time.monotonic()
         if self._end is None and self.timeout is not None:
-            self._end = now + self.timeout
+            self._end = (now if self.clock_start is None else self.clock_start) + self.timeout
             self._deadline = self._end
         k = trial.suggest_int("k", *self.k_range, log=True)
         c = trial.suggest_int("c", *self.c_range)

@@ -483,6 +483,7 @@ def _make_sampler(
 
 def _make_objective(
     inputs: dict[str, Any], data: LoadedData, timeout: float | None, *, reserve_final: bool,
+    clock_start: float | None = None,
 ) -> TinyTNASObjective:
     from tinytnas_optuna._objective import TinyTNASObjective
 
@@ -492,6 +493,7 @@ def _make_objective(
             budget=HardwareBudget(**inputs["budget"]), epochs=inputs.get("epochs"),
             steps=inputs.get("steps"),
             seed=inputs["seed"], timeout=timeout, reserve_final=reserve_final,
+            clock_start=clock_start,
             metric=inputs["metric"], val_fraction=inputs["val_fraction"],
         )
     except ValueError as exc:  # DataError included: the data cannot be prepared
@@ -595,6 +597,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    # --timeout is the whole command's: loading the data and TensorFlow count too.
+    clock_start = time.monotonic()
     spec = parse_storage(args.storage)
     timeout = _parse_timeout(args.timeout)
     study = _existing_study(spec, args.study)
@@ -628,7 +632,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         # The dashboard and workers read the recorded folder: models stored elsewhere are lost.
         raise UsageError(f"study {args.study!r} stores its models in {recorded['artifact_dir']}; "
                          f"--artifact-dir {args.artifact_dir} would split them (leave it out)")
-    objective = _make_objective(inputs, data, timeout, reserve_final=not args.no_model)
+    objective = _make_objective(inputs, data, timeout, reserve_final=not args.no_model,
+                                clock_start=clock_start)
     inputs["input_shape"] = list(objective.data.input_shape)
     inputs["label_map"] = [_plain(v) for v in objective.data.classes]
     if study is not None:
