@@ -406,7 +406,7 @@ def test_own_data_search_and_retrain_with_test_file(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'own.db'}"
     code, _, err = run(capsys, "search", "--train", str(own_data["train"]), "--val",
-                       str(own_data["val"]), *BUDGET, "--timeout", "6s", "--epochs", "1",
+                       str(own_data["val"]), *BUDGET, "--timeout", "20s", "--epochs", "1",
                        "--storage", url, "--study", "own", "--progress", "none", "--no-model")
     assert code in WRITTEN, err
     attrs = optuna.load_study(study_name="own", storage=url).user_attrs

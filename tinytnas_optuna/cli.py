@@ -962,10 +962,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from tinytnas_optuna._results import summarize
     from tinytnas_optuna._retrain import retrain_best
 
-    if summarize(study).best is None:
-        raise CommandFailed(f"study {args.study!r} has no feasible trained candidate to retrain")
-    data = _data_from_study(attrs)
-    test = data.test
+    test = None
+    # Bad input is refused before anything about the study is looked at.
     if args.test is not None:
         from tinytnas_optuna.datasets import DataError, load_npz
 
@@ -976,6 +974,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         if list(test[0].shape[1:]) != attrs["input_shape"]:
             raise UsageError(f"--test {args.test}: samples of shape {test[0].shape[1:]}, the "
                              f"study's are {tuple(attrs['input_shape'])}")
+    if summarize(study).best is None:
+        raise CommandFailed(f"study {args.study!r} has no feasible trained candidate to retrain")
+    data = _data_from_study(attrs)
+    test = test if test is not None else data.test
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a folder")
