@@ -17,7 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tinytnas_optuna import _hardware as hw
+from tinytnas_optuna._hardware._cache import clear_profile_cache, profile_cache_info
+from tinytnas_optuna._hardware._estimate import estimate_profile
+from tinytnas_optuna._hardware._profile import profile_architecture
 from tinytnas_optuna._space import architecture
 
 RUNS = 7
@@ -33,17 +35,17 @@ def _fresh_architectures(count: int) -> list:
 def bench_measured() -> tuple[float, float]:
     """Median seconds of a measured profile of an uncached architecture, and the first call
     (which pays for importing TensorFlow and tflite_micro)."""
-    hw.clear_profile_cache()
+    clear_profile_cache()
     archs = _fresh_architectures(RUNS + 1)
     start = time.perf_counter()
-    hw.profile_architecture(archs[0])
+    profile_architecture(archs[0])
     first = time.perf_counter() - start
     times = []
     for arch in archs[1:]:
         start = time.perf_counter()
-        hw.profile_architecture(arch)
+        profile_architecture(arch)
         times.append(time.perf_counter() - start)
-    assert hw.profile_cache_info()["conversions"] >= RUNS + 1
+    assert profile_cache_info()["conversions"] >= RUNS + 1
     return statistics.median(times), first
 
 
@@ -54,7 +56,7 @@ def bench_analytic() -> float:
     for _ in range(RUNS):
         start = time.perf_counter()
         for _ in range(200):
-            hw.estimate_profile(arch)
+            estimate_profile(arch)
         medians.append((time.perf_counter() - start) / 200)
     return statistics.median(medians)
 

@@ -8,7 +8,19 @@ import time
 
 import pytest
 
-from tinytnas_optuna import _hardware as hw
+from tinytnas_optuna._hardware._arena import ArenaReport, parse_arena_report, tflm_arena
+from tinytnas_optuna._hardware._cache import clear_profile_cache, profile_cache_info
+from tinytnas_optuna._hardware._convert import convert_int8
+from tinytnas_optuna._hardware._estimate import estimate_profile
+from tinytnas_optuna._hardware._flatbuffer import count_macs, model_operators
+from tinytnas_optuna._hardware._profile import (
+    architecture_of,
+    convert_and_profile,
+    model_signature,
+    profile_architecture,
+    profile_model,
+)
+from tinytnas_optuna._hardware._types import MeasurementError
 from tinytnas_optuna._space import architecture, build_model
 
 # The worked example of docs/algorithm.md and docs/hardware.md.
@@ -36,7 +48,7 @@ def trained_like_model():
 
 @pytest.fixture(scope="module")
 def example_bytes(trained_like_model) -> bytes:
-    return hw.convert_int8(trained_like_model)
+    return convert_int8(trained_like_model)
 
 
 def test_example_widths_from_architecture_and_model(example_model):
@@ -47,20 +59,20 @@ def test_example_widths_from_architecture_and_model(example_model):
     dense = [l for l in example_model.layers if type(l).__name__ == "Dense"]
     assert [l.filters for l in separable] == [8, 12, 18, 27]
     assert [l.units for l in dense] == [40, 5]
-    assert hw.architecture_of(example_model) == arch
+    assert architecture_of(example_model) == arch
 
 
 def test_example_macs_measured_and_analytic(example_bytes):
-    assert hw.count_macs(example_bytes) == EXAMPLE_MACS
-    assert hw.estimate_profile(architecture(**EXAMPLE)).macs == EXAMPLE_MACS
-    assert hw.profile_architecture(architecture(**EXAMPLE)).macs == EXAMPLE_MACS
+    assert count_macs(example_bytes) == EXAMPLE_MACS
+    assert estimate_profile(architecture(**EXAMPLE)).macs == EXAMPLE_MACS
+    assert profile_architecture(architecture(**EXAMPLE)).macs == EXAMPLE_MACS
 
 
 def test_flash_is_length_of_converted_bytes(trained_like_model, example_bytes):
-    hw.clear_profile_cache()
-    profile = hw.profile_model(trained_like_model)
+    clear_profile_cache()
+    profile = profile_model(trained_like_model)
     assert profile.flash == len(example_bytes)
-    model_bytes, exported = hw.convert_and_profile(trained_like_model, None)
+    model_bytes, exported = convert_and_profile(trained_like_model, None)
     assert exported.flash == len(model_bytes) == len(example_bytes)
     assert exported.method == "measured"
     assert set(profile.operators) == {
@@ -78,16 +90,16 @@ def test_flash_is_length_of_converted_bytes(trained_like_model, example_bytes):
 
 def test_untrained_model_is_profiled_as_trained(example_model, trained_like_model):
     # Zero biases would be dropped by the converter; profiles must not depend on that.
-    hw.clear_profile_cache()
-    untrained = hw.profile_model(example_model, method="measured")
-    hw.clear_profile_cache()
-    assert untrained == hw.profile_model(trained_like_model)
+    clear_profile_cache()
+    untrained = profile_model(example_model, method="measured")
+    clear_profile_cache()
+    assert untrained == profile_model(trained_like_model)
     assert not any(
         v.numpy().any() for v in example_model.weights if str(v.path).endswith("bias")
     ), "biases must be restored after profiling"
 
 
-def _derive_32bit(report: hw.ArenaReport) -> int:
+def _derive_32bit(report: ArenaReport) -> int:
     """docs/figures.md, recomputed independently of ram_32bit()."""
     sizes = {  # kind: (64-bit bytes, 32-bit bytes, allocations per item or per subgraph)
         "TfLiteEvalTensor data": (24, 12, "subgraph"),
@@ -107,8 +119,8 @@ def _derive_32bit(report: hw.ArenaReport) -> int:
 
 @pytest.mark.parametrize("int8_io", [False, True])
 def test_ram_derivation(trained_like_model, int8_io):
-    model_bytes, profile = hw.convert_and_profile(trained_like_model, None, int8_io=int8_io)
-    report = hw.tflm_arena(model_bytes)
+    model_bytes, profile = convert_and_profile(trained_like_model, None, int8_io=int8_io)
+    report = tflm_arena(model_bytes)
     assert report.total == report.head + report.tail == profile.ram_host
     assert report.record("TfLiteEvalTensor data").count == 43 - 2 * int8_io
     assert report.record("NodeAndRegistration struct").count == 19 - 2 * int8_io
@@ -126,11 +138,11 @@ def test_int8_io_input_type(trained_like_model):
     from tflite_micro.python.tflite_micro import runtime
 
     for int8_io, dtype in [(False, np.float32), (True, np.int8)]:
-        model_bytes = hw.convert_int8(trained_like_model, int8_io=int8_io)
+        model_bytes = convert_int8(trained_like_model, int8_io=int8_io)
         interpreter = runtime.Interpreter.from_bytes(model_bytes, arena_size=1 << 20)
         assert interpreter.get_input_details(0)["dtype"] == dtype
         assert interpreter.get_output_details(0)["dtype"] == dtype
-    assert "QUANTIZE" not in hw.model_operators(model_bytes)
+    assert "QUANTIZE" not in model_operators(model_bytes)
 
 
 def test_representative_data_is_used(trained_like_model):
@@ -139,9 +151,9 @@ def test_representative_data_is_used(trained_like_model):
     from tinytnas_optuna._export import input_quantization
 
     data = np.random.default_rng(3).normal(size=(20, 187, 1)).astype("float32")
-    from_array = input_quantization(hw.convert_int8(trained_like_model, data))
-    from_pairs = input_quantization(hw.convert_int8(trained_like_model, ((x, 0) for x in data)))
-    wider = input_quantization(hw.convert_int8(trained_like_model, 10 * data))
+    from_array = input_quantization(convert_int8(trained_like_model, data))
+    from_pairs = input_quantization(convert_int8(trained_like_model, ((x, 0) for x in data)))
+    wider = input_quantization(convert_int8(trained_like_model, 10 * data))
     # The input's int8 scale is calibrated on the data: the same data gives the same scale,
     # data ten times wider a scale about ten times larger.
     assert from_array == pytest.approx(from_pairs)
@@ -152,32 +164,32 @@ def test_failures_raise_and_never_return_numbers():
     import keras
 
     fd_before = os.fstat(2)
-    with pytest.raises(hw.MeasurementError):
-        hw.tflm_arena(b"this is not a flatbuffer at all")
-    with pytest.raises(hw.MeasurementError):
-        hw.tflm_arena(b"\x00\x00\x00\x00TFL3" + bytes(range(256)) * 4)
-    with pytest.raises(hw.MeasurementError):
-        hw.count_macs(b"garbage")
-    with pytest.raises(hw.MeasurementError):
-        hw.parse_arena_report("[RecordingMicroAllocator] Arena allocation total 10 bytes")
+    with pytest.raises(MeasurementError):
+        tflm_arena(b"this is not a flatbuffer at all")
+    with pytest.raises(MeasurementError):
+        tflm_arena(b"\x00\x00\x00\x00TFL3" + bytes(range(256)) * 4)
+    with pytest.raises(MeasurementError):
+        count_macs(b"garbage")
+    with pytest.raises(MeasurementError):
+        parse_arena_report("[RecordingMicroAllocator] Arena allocation total 10 bytes")
 
     inputs = keras.Input((16, 1))
     unconvertible = keras.Model(inputs, keras.layers.Lambda(keras.ops.erfinv)(inputs))
-    with pytest.raises(hw.MeasurementError, match="conversion failed"):
-        hw.convert_int8(unconvertible)
-    with pytest.raises(hw.MeasurementError):
-        hw.profile_model(unconvertible)
+    with pytest.raises(MeasurementError, match="conversion failed"):
+        convert_int8(unconvertible)
+    with pytest.raises(MeasurementError):
+        profile_model(unconvertible)
 
     # Converts, but TFLM has no TOPK_V2 kernel: TFLM itself fails.
     inputs = keras.Input((16, 1))
     sorting = keras.Model(inputs, keras.layers.Lambda(lambda x: keras.ops.sort(x, 1))(inputs))
-    with pytest.raises(hw.MeasurementError, match="TFLM failed"):
-        hw.tflm_arena(hw.convert_int8(sorting))
+    with pytest.raises(MeasurementError, match="TFLM failed"):
+        tflm_arena(convert_int8(sorting))
 
     dynamic_inputs = keras.Input((None, 1))
     dynamic = keras.Model(dynamic_inputs, keras.layers.Dense(2)(dynamic_inputs))
-    with pytest.raises(hw.MeasurementError, match="not static"):
-        hw.convert_int8(dynamic)
+    with pytest.raises(MeasurementError, match="not static"):
+        convert_int8(dynamic)
 
     fd_after = os.fstat(2)  # stderr was restored after every failure
     assert (fd_before.st_dev, fd_before.st_ino) == (fd_after.st_dev, fd_after.st_ino)
@@ -185,34 +197,34 @@ def test_failures_raise_and_never_return_numbers():
 
 def test_invalid_method():
     with pytest.raises(ValueError):
-        hw.profile_architecture(architecture(**EXAMPLE), method="guess")
+        profile_architecture(architecture(**EXAMPLE), method="guess")
     with pytest.raises(ValueError):
-        hw.profile_model(build_model(**EXAMPLE), method="guess")
+        profile_model(build_model(**EXAMPLE), method="guess")
 
 
 def test_cache_never_converts_twice():
-    hw.clear_profile_cache()
+    clear_profile_cache()
     arch = architecture(7, 2, (100, 6), 4)
-    before = hw.profile_cache_info()["conversions"]
-    first = hw.profile_architecture(arch)
-    second = hw.profile_architecture(arch)
-    info = hw.profile_cache_info()
+    before = profile_cache_info()["conversions"]
+    first = profile_architecture(arch)
+    second = profile_architecture(arch)
+    info = profile_cache_info()
     assert first is second
     assert info["conversions"] == before + 1
     assert (info["hits"], info["misses"]) == (1, 1)
     # Two separate builds of one network share a structural signature (names differ).
     model_a, model_b = build_model(7, 2, (100, 6), 4), build_model(7, 2, (100, 6), 4)
-    assert hw.model_signature(model_a) == hw.model_signature(model_b)
-    hw.profile_model(model_a)
-    hw.profile_model(model_b)
-    assert hw.profile_cache_info()["conversions"] == before + 2
-    assert hw.model_signature(build_model(7, 2, (100, 6), 5)) != hw.model_signature(model_a)
+    assert model_signature(model_a) == model_signature(model_b)
+    profile_model(model_a)
+    profile_model(model_b)
+    assert profile_cache_info()["conversions"] == before + 2
+    assert model_signature(build_model(7, 2, (100, 6), 5)) != model_signature(model_a)
 
 
 def test_analytic_from_model_and_to_dict():
     arch = architecture(**EXAMPLE)
-    from_model = hw.profile_model(build_model(**EXAMPLE), method="analytic")
-    assert from_model == hw.estimate_profile(arch)
+    from_model = profile_model(build_model(**EXAMPLE), method="analytic")
+    assert from_model == estimate_profile(arch)
     assert from_model.method == "analytic" and from_model.ram_host is None
     data = from_model.to_dict()
     assert data["macs"] == EXAMPLE_MACS and isinstance(data["operators"], list)
@@ -220,15 +232,15 @@ def test_analytic_from_model_and_to_dict():
         import keras
 
         inputs = keras.Input((10, 1))
-        hw.profile_model(keras.Model(inputs, keras.layers.Dense(3)(inputs)), method="analytic")
+        profile_model(keras.Model(inputs, keras.layers.Dense(3)(inputs)), method="analytic")
 
 
 def test_estimate_is_fast():
     arch = architecture(64, 4, (128, 6), 12)
-    hw.estimate_profile(arch)
+    estimate_profile(arch)
     start = time.perf_counter()
     for _ in range(200):
-        hw.estimate_profile(arch)
+        estimate_profile(arch)
     assert (time.perf_counter() - start) / 200 < 0.005
 
 
@@ -249,8 +261,8 @@ def test_analytic_vs_measured_error_table():
     cases += [(arch, True) for arch in _sample(20260102, 8)]
     rows = []
     for arch, int8_io in cases:
-        measured = hw.profile_architecture(arch, int8_io=int8_io)
-        analytic = hw.estimate_profile(arch, int8_io=int8_io)
+        measured = profile_architecture(arch, int8_io=int8_io)
+        analytic = estimate_profile(arch, int8_io=int8_io)
         assert analytic.macs == measured.macs, arch
         assert analytic.operators == measured.operators, arch
         rows.append(

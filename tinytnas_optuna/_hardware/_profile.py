@@ -1,0 +1,323 @@
+"""The entry points: profile a Keras model or an architecture, measured or analytic.
+
+Measured: convert (:mod:`._convert`), read the graph (:mod:`._flatbuffer`), run TFLM
+(:mod:`._arena`). Analytic: :mod:`._estimate`. :func:`profile_model` and
+:func:`profile_architecture` go through the profile cache (:mod:`._cache`);
+:func:`convert_and_profile`, for the network that gets deployed, never does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from tinytnas_optuna._hardware._arena import tflm_arena
+from tinytnas_optuna._hardware._cache import PROFILE_CACHE
+from tinytnas_optuna._hardware._convert import _convert, _input_shape, _nonzero_biases
+from tinytnas_optuna._hardware._estimate import estimate_profile
+from tinytnas_optuna._hardware._flatbuffer import _read_graph
+from tinytnas_optuna._hardware._types import HardwareProfile, MeasurementError
+from tinytnas_optuna._quiet import FD2_LOCK
+from tinytnas_optuna._space import KERNEL_SIZE, Architecture, architecture, build_model
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+METHODS = ("measured", "analytic")
+
+# Figures only need sizes, so a few calibration samples suffice and keep conversion fast.
+_PROFILE_SAMPLES = 8
+
+
+def _tflm_version() -> str:
+    """The installed ``tflite-micro`` version.
+
+    Returns:
+        The version string, or ``"unknown"`` without package metadata.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tflite-micro")
+    except PackageNotFoundError:  # pragma: no cover - metadata missing in odd installs
+        return "unknown"
+
+
+def _measured_source(int8_io: bool) -> str:
+    """The ``source`` sentence of a measured profile.
+
+    Args:
+        int8_io: int8 instead of float32 input/output.
+
+    Returns:
+        How each figure was measured, with tool versions.
+    """
+    import tensorflow as tf
+
+    io = "int8" if int8_io else "float32"
+    return (
+        f"RAM: TFLM arena (tflite-micro {_tflm_version()}, reference kernels) reported on this "
+        f"64-bit host and converted to 32-bit by shrinking TfLiteEvalTensor, "
+        f"NodeAndRegistration and TfLiteTensor structs (docs/figures.md); flash: length of the "
+        f"TF {tf.__version__} converter's full-int8 output ({io} I/O) with tensor names "
+        f"stripped; MACs: per-layer count of the converted graph."
+    )
+
+
+def _profile_bytes(model_bytes: bytes, int8_io: bool) -> HardwareProfile:
+    """Measure a converted model.
+
+    Args:
+        model_bytes: The int8 ``.tflite`` flatbuffer.
+        int8_io: Whether it has int8 input/output (for the source sentence).
+
+    Returns:
+        The measured :class:`HardwareProfile`.
+
+    Raises:
+        MeasurementError: When TFLM fails or the derived arena is implausible.
+    """
+    graph = _read_graph(model_bytes)
+    report = tflm_arena(model_bytes)
+    ram = report.ram_32
+    if not 0 < ram <= report.total:
+        raise MeasurementError(f"derived 32-bit arena {ram} outside (0, {report.total}]")
+    return HardwareProfile(
+        ram=ram,
+        flash=len(model_bytes),
+        macs=graph.macs,
+        method="measured",
+        source=_measured_source(int8_io),
+        ram_host=report.total,
+        operators=tuple(sorted(set(graph.operators))),
+    )
+
+
+def convert_and_profile(
+    model: keras.Model,
+    representative_data: Iterable[Any] | np.ndarray | None,
+    *,
+    int8_io: bool = False,
+    calibration_samples: int = 100,
+) -> tuple[bytes, HardwareProfile]:
+    """Convert a (trained) model and measure the very bytes returned; never cached.
+
+    Args:
+        model: The Keras model to export.
+        representative_data: Calibration samples (see
+            :func:`~tinytnas_optuna._hardware._convert.convert_int8`).
+        int8_io: int8 instead of float32 input/output.
+        calibration_samples: How many of them the converter calibrates on.
+
+    Returns:
+        ``(tflite_bytes, profile)`` with ``profile.flash == len(tflite_bytes)``.
+
+    Raises:
+        MeasurementError: When conversion or TFLM fails.
+    """
+    with FD2_LOCK:
+        model_bytes = _convert(model, representative_data, int8_io, True,
+                               samples=calibration_samples)
+        return model_bytes, _profile_bytes(model_bytes, int8_io)
+
+
+def _check_method(method: str) -> None:
+    """Refuse a method other than those of :data:`METHODS`.
+
+    Args:
+        method: The method asked for.
+
+    Raises:
+        ValueError: For an unknown method.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def _measure_model(model: keras.Model, int8_io: bool) -> HardwareProfile:
+    """Convert (with non-zero biases, few calibration samples) and measure; not cached.
+
+    Args:
+        model: The Keras model; its weights are restored afterwards.
+        int8_io: int8 instead of float32 input/output.
+
+    Returns:
+        The measured :class:`HardwareProfile`.
+
+    Raises:
+        MeasurementError: When conversion or TFLM fails.
+    """
+    with FD2_LOCK, _nonzero_biases(model):
+        model_bytes = _convert(model, None, int8_io, True, samples=_PROFILE_SAMPLES)
+        return _profile_bytes(model_bytes, int8_io)
+
+
+def profile_architecture(
+    arch: Architecture, *, method: str = "measured", int8_io: bool = False
+) -> HardwareProfile:
+    """Profile the network an :class:`Architecture` describes; cached per process.
+
+    Args:
+        arch: The architecture (from :func:`~tinytnas_optuna._space.architecture`).
+        method: ``"measured"`` (convert + TFLM) or ``"analytic"`` (:func:`estimate_profile`).
+        int8_io: int8 instead of float32 input/output.
+
+    Returns:
+        The :class:`HardwareProfile`.
+
+    Raises:
+        ValueError: For an unknown method or an architecture outside the family.
+        MeasurementError: When a measurement fails.
+
+    Examples:
+        >>> arch = architecture(8, 3, (187, 1), 5)
+        >>> profile_architecture(arch, method="analytic") == estimate_profile(arch)
+        True
+    """
+    _check_method(method)
+    _check_family(arch)
+    if method == "analytic":
+        return PROFILE_CACHE.get(
+            (arch, method, int8_io), lambda: estimate_profile(arch, int8_io=int8_io)
+        )
+
+    def measure() -> HardwareProfile:
+        model = build_model(arch.widths[0], arch.cells, arch.input_shape, arch.num_classes)
+        return _measure_model(model, int8_io)
+
+    return PROFILE_CACHE.get((arch, method, int8_io), measure)
+
+
+def _check_family(arch: Architecture) -> None:
+    """Refuse an architecture that :func:`~tinytnas_optuna._space.architecture` cannot make.
+
+    Args:
+        arch: The architecture.
+
+    Raises:
+        ValueError: When it is not of the TinyTNAS family.
+    """
+    expected = architecture(arch.widths[0], arch.cells, arch.input_shape, arch.num_classes)
+    if expected != arch:
+        raise ValueError(f"{arch} is not a TinyTNAS-family architecture (expected {expected})")
+
+
+def model_signature(model: keras.Model) -> str:
+    """A structural signature of a Keras model, equal for two builds of the same network.
+
+    Layer classes and configs (layer names canonicalised to positions, so connectivity is
+    kept), weight shapes and input shape.
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        A JSON string.
+    """
+    layers = list(model.layers)
+    aliases = {layer.name: f"#{i}" for i, layer in enumerate(layers)}
+    aliases[model.name] = "#model"
+
+    def canonical(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in value.items() if k != "name"}
+        if isinstance(value, (list, tuple)):
+            return [canonical(v) for v in value]
+        if isinstance(value, str):
+            return aliases.get(value, value)
+        return value
+
+    try:
+        config: Any = canonical(model.get_config())
+    except (NotImplementedError, TypeError, ValueError):  # subclassed models may not serialise
+        config = [canonical(layer.get_config()) for layer in layers]
+    weights = [[list(w.shape) for w in layer.weights] for layer in layers]
+    inputs = [list(t.shape) for t in getattr(model, "inputs", []) or []]
+    return json.dumps(
+        {
+            "classes": [type(layer).__name__ for layer in layers],
+            "config": config,
+            "weights": weights,
+            "inputs": inputs,
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+def profile_model(
+    model: keras.Model,
+    representative_data: Iterable[Any] | np.ndarray | None = None,
+    *,
+    method: str = "measured",
+    int8_io: bool = False,
+) -> HardwareProfile:
+    """Profile a Keras model; cached by its structural signature.
+
+    Args:
+        model: The Keras model (its weights are briefly altered if a bias is all zeros, then
+            restored; see :func:`~tinytnas_optuna._hardware._convert._nonzero_biases`).
+        representative_data: Ignored for the figures (sizes do not depend on calibration
+            values); accepted so callers can pass what they would pass to the converter.
+        method: ``"measured"`` or ``"analytic"`` (TinyTNAS-family models only).
+        int8_io: int8 instead of float32 input/output.
+
+    Returns:
+        The :class:`HardwareProfile`.
+
+    Raises:
+        ValueError: For an unknown method, or ``"analytic"`` on a model outside the family.
+        MeasurementError: When a measurement fails.
+    """
+    del representative_data  # figures depend on sizes only; see ProfileCache
+    _check_method(method)
+    if method == "analytic":
+        arch = architecture_of(model)
+        return PROFILE_CACHE.get(
+            (arch, method, int8_io), lambda: estimate_profile(arch, int8_io=int8_io)
+        )
+    key = (model_signature(model), method, int8_io)
+    return PROFILE_CACHE.get(key, lambda: _measure_model(model, int8_io))
+
+
+def architecture_of(model: keras.Model) -> Architecture:
+    """Recover the :class:`Architecture` of a TinyTNAS-family Keras model.
+
+    Args:
+        model: A model built by :func:`~tinytnas_optuna._space.build_model` (or identical).
+
+    Returns:
+        Its architecture.
+
+    Raises:
+        ValueError: When the model is not of the family.
+    """
+    kinds = [
+        type(layer).__name__ for layer in model.layers if type(layer).__name__ != "InputLayer"
+    ]
+    separable = [layer for layer in model.layers if type(layer).__name__ == "SeparableConv1D"]
+    dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
+    try:
+        shape = _input_shape(model)
+    except MeasurementError as error:
+        raise ValueError(str(error)) from None
+    if not separable or len(dense) != 2 or len(shape) != 2:
+        raise ValueError(f"not a TinyTNAS-family model: layers {kinds}")
+    k, cells = int(separable[0].filters), len(separable) - 1
+    arch = architecture(k, cells, shape, int(dense[1].units))
+    expected = (
+        ["SeparableConv1D"]
+        + ["MaxPooling1D", "SeparableConv1D"] * cells
+        + ["GlobalAveragePooling1D", "Dense", "Dense"]
+    )
+    widths = tuple(int(layer.filters) for layer in separable)
+    if (
+        kinds != expected
+        or widths != arch.widths
+        or int(dense[0].units) != arch.dense
+        or any(tuple(layer.kernel_size) != (KERNEL_SIZE,) for layer in separable)
+    ):
+        raise ValueError(f"not a TinyTNAS-family model: layers {kinds}, widths {widths}")
+    return arch

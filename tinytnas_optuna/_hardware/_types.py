@@ -1,0 +1,53 @@
+"""The two types all of hardware profiling shares: the figures, and the failure to get them.
+
+:class:`HardwareProfile` is what profiling returns, measured or analytic;
+:class:`MeasurementError` is what it raises when the real tools give no figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class MeasurementError(RuntimeError):
+    """Conversion to TFLite, running TFLM or reading its report failed; no figure exists."""
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """RAM, flash and MACs of one network, and how they were obtained.
+
+    Attributes:
+        ram: Bytes of TFLM tensor arena on a 32-bit microcontroller.
+        flash: Bytes of the int8 ``.tflite`` flatbuffer.
+        macs: Multiply-accumulates of one inference (conv, depthwise conv, fully connected).
+        method: ``"measured"`` or ``"analytic"``.
+        source: One sentence saying how each figure was obtained.
+        ram_host: TFLM's own arena total on this 64-bit host (None for analytic figures).
+        operators: TFLite builtin operator names in the model, sorted (expected set if analytic).
+    """
+
+    ram: int
+    flash: int
+    macs: int
+    method: str
+    source: str
+    ram_host: int | None = None
+    operators: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profile as JSON-ready plain values (operators as a list).
+
+        Returns:
+            One key per attribute.
+
+        Examples:
+            >>> profile = HardwareProfile(4096, 9000, 38509, "analytic", "example",
+            ...                           operators=("MEAN", "SOFTMAX"))
+            >>> profile.to_dict()["operators"]
+            ['MEAN', 'SOFTMAX']
+        """
+        data = asdict(self)
+        data["operators"] = list(self.operators)
+        return data
