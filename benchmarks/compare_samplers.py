@@ -104,18 +104,18 @@ def make_sampler(name: str, seed: int) -> Any:
 
 def trial_records(study: Any, t0: datetime.datetime) -> list[dict[str, Any]]:
     """One dict per trial: candidate, phase, outcome, figures, seconds from the start."""
-    from tinytnas_optuna._results import _record
+    from tinytnas_optuna._trial import trial_record
 
     rows = []
     for t in study.get_trials(deepcopy=False):
-        rec = _record(t)
-        if rec is None or t.datetime_start is None:
+        rec = trial_record(t)
+        if rec.candidate is None or t.datetime_start is None:
             continue
         end = t.datetime_complete or t.datetime_start
         rows.append({
             "number": t.number, "k": rec.k, "c": rec.c, "phase": rec.phase,
             "fidelity": rec.fidelity, "state": rec.state, "value": rec.value,
-            "feasible": t.user_attrs.get("feasible"), "ram": rec.ram, "flash": rec.flash,
+            "feasible": rec.feasible, "ram": rec.ram, "flash": rec.flash,
             "macs": rec.macs, "train_seconds": rec.seconds,
             "start": (t.datetime_start - t0).total_seconds(), "end": (end - t0).total_seconds(),
         })
@@ -128,7 +128,9 @@ def trial_records(study: Any, t0: datetime.datetime) -> list[dict[str, Any]]:
 
 def ended_before_bound(study: Any) -> bool:
     """Whether the search stopped by itself: no trial was cut or refused by the time bound."""
-    return not any(t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))
+    from tinytnas_optuna._trial import INTERRUPTED
+
+    return not any(t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False))
 
 
 def job_run(spec: dict[str, Any]) -> None:

@@ -86,8 +86,10 @@ def search_value(ds: Any, budget: Any, k: int, c: int, steps: int) -> tuple[floa
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     study.enqueue_trial({"k": k, "c": c})
     study.optimize(objective, n_trials=1)
-    t = study.trials[0]
-    return float(t.value), float(t.user_attrs["train_seconds"])
+    from tinytnas_optuna._trial import trial_record
+
+    rec = trial_record(study.trials[0])
+    return float(rec.value), rec.seconds  # type: ignore[arg-type]
 
 
 def final_test(ds: Any, k: int, c: int) -> tuple[float, float]:

@@ -15,7 +15,11 @@ import pytest
 from test_greedy import C_RANGE, K_RANGE, landscape, reference_search
 
 from tinytnas_optuna import _refine
-from tinytnas_optuna._sampler import LEVEL_ATTR, PHASE_ATTR, TinyTNASSampler, trial_level
+from tinytnas_optuna._sampler import TinyTNASSampler
+from tinytnas_optuna._trial import FINISHED
+from tinytnas_optuna._trial import LEVEL as LEVEL_ATTR
+from tinytnas_optuna._trial import SAMPLER_PHASE as PHASE_ATTR
+from tinytnas_optuna._trial import trial_level
 
 
 def level_objective(acc_of, feasible_of, calls):
@@ -25,7 +29,12 @@ def level_objective(acc_of, feasible_of, calls):
     def objective(trial):
         k = trial.suggest_int("k", *K_RANGE, log=True)
         c = trial.suggest_int("c", *C_RANGE)
-        level = int(trial.storage.get_trial_system_attrs(trial._trial_id).get(LEVEL_ATTR, 0))
+        system = trial.storage.get_trial_system_attrs(trial._trial_id)
+        level = int(system.get(LEVEL_ATTR, 0))
+        if system.get(FINISHED):
+            # A worker that found the search finished revisits the best; the real objective
+            # reuses its recorded result (tested in test_objective): no training.
+            return acc_of(k, c)
         calls.append(((k, c), level))
         feasible = feasible_of(k, c)
         trial.set_user_attr("feasible", feasible)
@@ -126,11 +135,12 @@ def test_grid_widths_are_quarter_octaves_plus_visited():
 
 
 def test_the_summary_picks_the_best_mean_over_a_candidates_trainings():
-    from tinytnas_optuna._results import CandidateRecord, best_candidate
+    from tinytnas_optuna._trial import CandidateRecord, best_candidate
 
-    def rec(trial, k, c, value, fidelity, state="trained"):
+    def rec(trial, k, c, value, fidelity, state="trained", cut=False):
+        level = 0 if fidelity.endswith("seed 0") else 1
         return CandidateRecord(trial, k, c, state, value, 1, 1, 1, "measured", 1, 1.0,
-                               "greedy", fidelity)
+                               "greedy", fidelity, level=level, cut=cut)
 
     records = [
         rec(0, 8, 3, 0.92, "800 steps, seed 0"),     # lucky short run...
@@ -139,8 +149,10 @@ def test_the_summary_picks_the_best_mean_over_a_candidates_trainings():
         rec(3, 16, 1, 0.93, "1600 steps, seed 1"),   # confirmed: mean 0.92
         rec(4, 16, 1, 0.99, "1600 steps, seed 1", state="reused"),  # a reuse is no new training
         rec(5, 4, 3, None, "800 steps, seed 0", state="infeasible"),
+        # A re-ranking the time bound cut does not count: its half-trained value is no estimate.
+        rec(6, 8, 3, 1.0, "3200 steps, seed 2", cut=True),
     ]
     best = best_candidate(records)
     assert (best.k, best.c, best.trial, best.runs) == (16, 1, 1, 2)
     assert best.value == pytest.approx(0.92)
-    assert best_candidate(records[:1]).runs == 1 and best_candidate(records[5:]) is None
+    assert best_candidate(records[:1]).runs == 1 and best_candidate(records[5:6]) is None

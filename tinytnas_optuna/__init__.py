@@ -25,7 +25,7 @@ _EXPORTS = {
     "profile_cache_info": "_hardware",
     "clear_profile_cache": "_hardware",
     "PreparedData": "_training",
-    "CandidateRecord": "_results",
+    "CandidateRecord": "_trial",
     "TinyTNASSampler": "_sampler",
     "TinyTNASObjective": "_objective",
     "HardwareAwarePruner": "_pruner",
@@ -97,7 +97,8 @@ if TYPE_CHECKING:
     from tinytnas_optuna._progress import SearchProgress
     from tinytnas_optuna._pruner import HardwareAwarePruner
     from tinytnas_optuna._recovery import recover_stale_trials
-    from tinytnas_optuna._results import CandidateRecord, SearchSummary, summarize
+    from tinytnas_optuna._results import SearchSummary, summarize
+    from tinytnas_optuna._trial import CandidateRecord
     from tinytnas_optuna._retrain import RetrainReport, retrain_best
     from tinytnas_optuna._sampler import TinyTNASSampler
     from tinytnas_optuna._space import Architecture, architecture, build_model

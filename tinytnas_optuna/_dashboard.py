@@ -27,6 +27,7 @@ from tinytnas_optuna._budget import FIGURES, HardwareBudget
 from tinytnas_optuna._plots import FIGURE_LABELS, PlotData, pareto_front, plot_data
 from tinytnas_optuna._results import chance_level
 from tinytnas_optuna._training import SEARCH_STEPS, clearly_above
+from tinytnas_optuna._trial import ARTIFACT
 
 if TYPE_CHECKING:
     from typing import BinaryIO
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
 #: Study user attr where ``tinytnas search`` records the artifact folder.
 ARTIFACT_DIR_ATTR = "artifact_dir"
-#: Trial user attr holding the id of the trial's ``.tflite`` artifact.
-TFLITE_ARTIFACT_ATTR = "tflite_artifact"
 #: Ids of the plotly figures saved to the study (overwritten on each publish).
 GRAPH_IDS = ("tinytnas-accuracy-vs-figures", "tinytnas-search-path")
 _NOTED_BEST_ATTR = "tinytnas:noted_best_trial"
@@ -88,7 +87,7 @@ class TFLiteArtifactUploader:
                     artifact_store=self.artifact_store, file_path=str(path),
                     study_or_trial=trial, mimetype="application/octet-stream",
                 )
-            trial.set_user_attr(TFLITE_ARTIFACT_ATTR, artifact_id)
+            trial.set_user_attr(ARTIFACT, artifact_id)
         except Exception as exc:  # an artifact is a convenience, never a reason to lose a trial
             _log.warning(f"trial {trial.number}: .tflite artifact not stored: {exc}")
 

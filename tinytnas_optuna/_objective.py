@@ -18,9 +18,14 @@ import optuna
 from optuna.trial import TrialState
 
 from tinytnas_optuna._budget import FIGURES, HardwareBudget
-from tinytnas_optuna._recovery import heartbeat_enabled, recover_stale_trials
-from tinytnas_optuna._sampler import LEVEL_ATTR, PHASE_ATTR
+from tinytnas_optuna._recovery import (
+    claim,
+    fail_dead_trials,
+    heartbeat_enabled,
+    recover_stale_trials,
+)
 from tinytnas_optuna._space import C_RANGE, K_RANGE, Architecture, architecture
+from tinytnas_optuna._study import SearchSpec, StudyMismatchError, bind, fingerprint, sampler_name
 from tinytnas_optuna._training import (
     METRICS,
     VAL_FRACTION,
@@ -31,6 +36,26 @@ from tinytnas_optuna._training import (
     prepare_data,
     score,
     search_schedule,
+)
+from tinytnas_optuna._trial import (
+    CANDIDATE,
+    EPOCHS,
+    EVAL_SECONDS,
+    FEASIBLE,
+    FIDELITY,
+    FIGURES_METHOD,
+    FIGURES_SOURCE,
+    INTERRUPTED,
+    LEVEL,
+    PARAMS,
+    PHASE,
+    REUSED_FROM,
+    SAMPLER_PHASE,
+    STEP_SECONDS,
+    STEPS,
+    TRAIN_SECONDS,
+    VALIDATION,
+    WIDTHS,
 )
 
 if TYPE_CHECKING:
@@ -143,8 +168,64 @@ class TinyTNASObjective:
         self._end: float | None = None
         self._deadline: float | None = None
         self._stopped = False
-        self._recorded = False
+        self._given = {"steps": steps, "epochs": epochs, "batch_size": batch_size,
+                       "learning_rate": learning_rate, "val_fraction": val_fraction}
+        self._fingerprints = {
+            "train_fingerprint": fingerprint(*train),
+            "val_fingerprint": None if val is None else fingerprint(*val),
+            "groups_fingerprint": None if groups is None else fingerprint(groups),
+        }
+        self._bound: set[tuple[int, int]] = set()
         self.check_budget_reachable()
+
+    def spec(self, sampler: optuna.samplers.BaseSampler) -> SearchSpec:
+        """What defines this search, as the study records it (see :mod:`tinytnas_optuna._study`).
+
+        Args:
+            sampler: The study's sampler.
+
+        Returns:
+            The :class:`~tinytnas_optuna._study.SearchSpec`.
+        """
+        return SearchSpec(
+            **self._fingerprints, budget=self.budget.to_dict(),
+            input_shape=[int(n) for n in self.data.input_shape],
+            label_map=np.asarray(self.data.classes).tolist(), seed=self.seed,
+            metric=self.metric, k_range=list(self.k_range), c_range=list(self.c_range),
+            int8_io=self.int8_io, sampler=sampler_name(sampler), **self._given,
+        )
+
+    def bind(self, study: optuna.Study) -> bool:
+        """Record this search's spec in a new study, or check it against the recorded one.
+
+        Called by the first trial this objective runs on a study; call it yourself to get the
+        check before ``study.optimize`` (``tinytnas search`` does). Also refuses a
+        TinyTNASSampler whose ranges differ from this objective's.
+
+        Args:
+            study: The study.
+
+        Returns:
+            True when the study was new (the spec was recorded).
+
+        Raises:
+            StudyMismatchError: The study was made with other data or settings.
+        """
+        from tinytnas_optuna._sampler import TinyTNASSampler
+
+        sampler = study.sampler
+        if isinstance(sampler, TinyTNASSampler) and (
+                sampler.k_range != tuple(self.k_range) or sampler.c_range != tuple(self.c_range)):
+            raise StudyMismatchError(
+                f"the sampler's ranges k={sampler.k_range}, c={sampler.c_range} differ from the "
+                f"objective's k={tuple(self.k_range)}, c={tuple(self.c_range)}")
+        new = bind(study, self.spec(sampler))
+        if "chance_rate" not in study.user_attrs:
+            # Summaries and the chance check read these, whoever made the study.
+            for key, value in self.validation_facts().items():
+                study.set_user_attr(key, value)
+        self._bound.add((id(study._storage), study._study_id))
+        return new
 
     @property
     def deadline(self) -> float | None:
@@ -197,7 +278,7 @@ class TinyTNASObjective:
         if self.timeout is None:
             return 0.0
         timed = [t for t in trials if t.state == TrialState.COMPLETE
-                 and t.user_attrs.get("step_seconds")]
+                 and t.user_attrs.get(STEP_SECONDS)]
         if not timed:  # nothing measured yet: a quarter of the bound
             return 0.25 * self.timeout
         best = max(timed, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
@@ -205,10 +286,10 @@ class TinyTNASObjective:
         # a test set of unknown size: at least 2,000 series are assumed.
         n_val = len(self.data.y_val) if self.data.folds is None else 0
         seconds = estimate_final_seconds(
-            float(best.user_attrs["step_seconds"]), self.schedule.batch_size,
+            float(best.user_attrs[STEP_SECONDS]), self.schedule.batch_size,
             n_train=self.final_train_size, n_val=n_val,
             n_eval=max(2000, n_val, self.final_train_size),
-            eval_seconds=float(best.user_attrs.get("eval_seconds", 0.0)) if n_val else 0.0)
+            eval_seconds=float(best.user_attrs.get(EVAL_SECONDS, 0.0)) if n_val else 0.0)
         return min(max(seconds, 0.1 * self.timeout), 0.5 * self.timeout)
 
     @property
@@ -309,26 +390,37 @@ class TinyTNASObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         now = time.monotonic()
+        study, storage = trial.study, trial.storage
+        if (id(storage), study._study_id) not in self._bound:
+            try:
+                self.bind(study)
+            except StudyMismatchError:
+                # Nothing was trained: the trial goes back to WAITING for the next run to use,
+                # rather than staying behind as a FAIL.
+                storage.set_trial_system_attr(trial._trial_id, CANDIDATE, None)
+                storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+                raise
+        claim(storage, trial._trial_id)
+        fail_dead_trials(study)
         if self._end is None and self.timeout is not None:
             self._end = (now if self.clock_start is None else self.clock_start) + self.timeout
             self._deadline = self._end
         k = trial.suggest_int("k", *self.k_range, log=True)
         c = trial.suggest_int("c", *self.c_range)
-        self._record_validation(trial.study)
         system = trial.storage.get_trial_system_attrs(trial._trial_id)
-        level = int(system.get(LEVEL_ATTR, 0))
-        trial.set_user_attr("phase", system.get(PHASE_ATTR, "search"))
-        trial.set_user_attr("fidelity", self.fidelity(level))
+        level = int(system.get(LEVEL, 0))
+        trial.set_user_attr(PHASE, system.get(SAMPLER_PHASE, "search"))
+        trial.set_user_attr(FIDELITY, self.fidelity(level))
         self._update_deadline(trial.study)
         self._stop_if_out_of_time(trial)
         arch = self.architecture(k, c)
-        trial.set_user_attr("widths", list(arch.widths) + [arch.dense])
+        trial.set_user_attr(WIDTHS, list(arch.widths) + [arch.dense])
 
         profile = self.profile(arch)
         feasible = self.budget.fits(profile)
         self._record_figures(trial, profile, feasible)
         if not feasible:
-            trial.set_user_attr("epochs_trained", 0)
+            trial.set_user_attr(EPOCHS, 0)
             over = ", ".join(
                 f"{n} {getattr(profile, n):,} > {getattr(self.budget, n):,}"
                 for n in FIGURES if getattr(profile, n) > getattr(self.budget, n)
@@ -358,15 +450,6 @@ class TinyTNASObjective:
             "steps_per_candidate": self.schedule.steps * len(self.data.splits()),
         }
 
-    def _record_validation(self, study: optuna.Study) -> None:
-        # Once per study: summaries and the chance check read these, whoever made the study.
-        if self._recorded:
-            return
-        if "chance_rate" not in study.user_attrs:
-            for key, value in self.validation_facts().items():
-                study.set_user_attr(key, value)
-        self._recorded = True
-
     def out_of_time(self) -> bool:
         """Whether the search's time is up (or a stop was requested)."""
         return self._deadline is not None and time.monotonic() >= self._deadline
@@ -390,8 +473,8 @@ class TinyTNASObjective:
 
     def _stop_if_out_of_time(self, trial: optuna.Trial) -> None:
         if self.out_of_time():
-            trial.set_user_attr("interrupted", True)
-            trial.set_user_attr("epochs_trained", 0)
+            trial.set_user_attr(INTERRUPTED, True)
+            trial.set_user_attr(EPOCHS, 0)
             _stop_study(trial.study)
             raise optuna.TrialPruned("time bound reached before training")
 
@@ -400,9 +483,9 @@ class TinyTNASObjective:
     ) -> None:
         for name in FIGURES:
             trial.set_user_attr(name, int(getattr(profile, name)))
-        trial.set_user_attr("feasible", feasible)
-        trial.set_user_attr("figures_method", profile.method)
-        trial.set_user_attr("figures_source", profile.source)
+        trial.set_user_attr(FEASIBLE, feasible)
+        trial.set_user_attr(FIGURES_METHOD, profile.method)
+        trial.set_user_attr(FIGURES_SOURCE, profile.source)
         excess = self.budget.excess(profile)
         for name in FIGURES:
             trial.set_constraint(name, excess[name])
@@ -425,13 +508,15 @@ class TinyTNASObjective:
         while True:
             earlier = [
                 t for t in storage.get_all_trials(study_id, deepcopy=False)
-                if t.number < trial.number and t.user_attrs.get("widths") == widths
-                and t.user_attrs.get("fidelity", base) == fidelity
+                if t.number < trial.number and t.user_attrs.get(WIDTHS) == widths
+                and t.user_attrs.get(FIDELITY, base) == fidelity
             ]
-            done = [t for t in earlier if t.state == TrialState.COMPLETE]
+            # A re-ranking cut by the time bound is not that training: it is trained again.
+            done = [t for t in earlier if t.state == TrialState.COMPLETE
+                    and not (fidelity != base and t.user_attrs.get(INTERRUPTED))]
             if done:
-                trial.set_user_attr("epochs_trained", 0)
-                trial.set_user_attr("reused_from", done[0].number)
+                trial.set_user_attr(EPOCHS, 0)
+                trial.set_user_attr(REUSED_FROM, done[0].number)
                 return float(done[0].value)  # type: ignore[arg-type]
             if not any(t.state == TrialState.RUNNING for t in earlier):
                 return None
@@ -454,20 +539,20 @@ class TinyTNASObjective:
 
         def on_evaluation(step: int, pred: np.ndarray) -> bool:
             if not holdout:  # folds: progress only; the pooled curve is reported at the end
-                trial.set_user_attr("epochs_trained", _epochs(step, schedule, splits[0]))
+                trial.set_user_attr(EPOCHS, _epochs(step, schedule, splits[0]))
                 return False
             # Hold-out: each validation point is reported as it comes, so pruners can act.
             value = score(splits[0].y_val, pred, self.metric, self.data.num_classes)
             trial.report(value, step)
-            trial.set_user_attr("epochs_trained", _epochs(step, schedule, splits[0]))
+            trial.set_user_attr(EPOCHS, _epochs(step, schedule, splits[0]))
             if step < schedule.steps and trial.should_prune():
                 pruned["flag"] = True
             return pruned["flag"]
 
-        trial.set_user_attr("epochs_trained", 0)
-        trial.set_user_attr("steps", 0)
-        trial.set_user_attr("validation", self.data.validation)
-        trial.set_user_attr("params", {"k": k, "c": c, **schedule.to_dict()})
+        trial.set_user_attr(EPOCHS, 0)
+        trial.set_user_attr(STEPS, 0)
+        trial.set_user_attr(VALIDATION, self.data.validation)
+        trial.set_user_attr(PARAMS, {"k": k, "c": c, **schedule.to_dict()})
         start = time.monotonic()
         # Level 0 keeps the seed of earlier versions; each re-ranking level other weights.
         seed = _candidate_seed(self.seed, arch) + 7919 * level
@@ -486,18 +571,18 @@ class TinyTNASObjective:
             for step, value in curve:
                 trial.report(value, step)
         steps_done = sum(r.steps for r in results)
-        trial.set_user_attr("train_seconds", round(time.monotonic() - start, 3))
-        for key in ("step_seconds", "eval_seconds"):
+        trial.set_user_attr(TRAIN_SECONDS, round(time.monotonic() - start, 3))
+        for key, attr in (("step_seconds", STEP_SECONDS), ("eval_seconds", EVAL_SECONDS)):
             rates = [getattr(r, key) for r in results if getattr(r, key)]
             if rates:
-                trial.set_user_attr(key, float(np.median(rates)))
-        trial.set_user_attr("steps", steps_done)
-        trial.set_user_attr("epochs_trained",
+                trial.set_user_attr(attr, float(np.median(rates)))
+        trial.set_user_attr(STEPS, steps_done)
+        trial.set_user_attr(EPOCHS,
                             _epochs(curve[-1][0], schedule, splits[0]) if curve else 0)
         if curve and self.on_trained is not None:
             self.on_trained(trial, model, self.data)
         if any(r.cut for r in results):
-            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr(INTERRUPTED, True)
             _stop_study(trial.study)
             if not curve:
                 raise optuna.TrialPruned("time bound reached before the first validation")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import optuna
     from matplotlib.figure import Figure
 
-    from tinytnas_optuna._results import CandidateRecord
+    from tinytnas_optuna._trial import CandidateRecord
 
 #: Axis titles of the three hardware figures.
 FIGURE_LABELS = {"ram": "RAM (tensor arena, bytes)", "flash": "flash (.tflite, bytes)",

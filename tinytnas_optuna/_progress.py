@@ -9,7 +9,6 @@ ended, a candidate finished).
 from __future__ import annotations
 
 import io
-import math
 import os
 import shutil
 import sys
@@ -20,35 +19,10 @@ from typing import TYPE_CHECKING, TextIO
 
 from optuna.trial import TrialState
 
-from tinytnas_optuna._results import trial_state
+from tinytnas_optuna._trial import CandidateRecord, best_candidate, trial_record
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.trial import FrozenTrial
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One trial as the progress display shows it."""
-
-    trial: int
-    k: int | None
-    c: int | None
-    ram: int | None
-    flash: int | None
-    macs: int | None
-    epoch: int
-    value: float | None
-    feasible: bool | None = None
-    phase: str | None = None
-
-    def describe(self) -> str:
-        """``trial 3 greedy k=8 c=3 RAM 9,104 B flash 17,352 B 38,509 MAC``."""
-        phase = f" {self.phase}" if self.phase else ""
-        text = f"trial {self.trial}{phase} k={self.k} c={self.c}"
-        if self.ram is not None:
-            text += f"  RAM {self.ram:,} B  flash {self.flash:,} B  {self.macs:,} MAC"
-        return text
 
 
 @dataclass(frozen=True)
@@ -60,9 +34,9 @@ class Snapshot:
     reused: int = 0
     failed: int = 0
     pruned: int = 0
-    running: list[Candidate] = field(default_factory=list)
-    best: Candidate | None = None
-    finished: list[tuple[Candidate, str]] = field(default_factory=list)
+    running: list[CandidateRecord] = field(default_factory=list)
+    best: CandidateRecord | None = None
+    finished: list[tuple[CandidateRecord, str]] = field(default_factory=list)
     phases: dict[str, int] = field(default_factory=dict)
 
 
@@ -79,15 +53,6 @@ def _dup_stderr() -> TextIO | None:
     return open(fd, "w", buffering=1, encoding="utf-8", errors="replace")
 
 
-def _candidate(t: FrozenTrial) -> Candidate:
-    ua = t.user_attrs
-    curve = [v for v in t.intermediate_values.values() if not math.isnan(v)]
-    value = t.value if t.state == TrialState.COMPLETE else (max(curve) if curve else None)
-    return Candidate(t.number, t.params.get("k"), t.params.get("c"), ua.get("ram"),
-                     ua.get("flash"), ua.get("macs"), int(ua.get("epochs_trained", 0)), value,
-                     ua.get("feasible"), ua.get("phase"))
-
-
 def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
     """Read the search's state from the storage.
 
@@ -100,28 +65,23 @@ def snapshot(study: optuna.Study, *, since: int = 0) -> Snapshot:
     """
     trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
     counts = {"trained": 0, "infeasible": 0, "reused": 0, "failed": 0, "pruned": 0}
-    running, finished = [], []
+    running, finished, records = [], [], []
     phases: dict[str, int] = {}
-    best: Candidate | None = None
     for t in sorted(trials, key=lambda t: t.number):
-        if "phase" in t.user_attrs:
-            phases[t.user_attrs["phase"]] = phases.get(t.user_attrs["phase"], 0) + 1
+        cand = trial_record(t)
+        if cand.phase is not None:
+            phases[cand.phase] = phases.get(cand.phase, 0) + 1
         if t.state == TrialState.RUNNING:
-            running.append(_candidate(t))
+            running.append(cand)
             continue
         if not t.state.is_finished():
             continue
-        outcome = trial_state(t)
-        if outcome in counts:
-            counts[outcome] += 1
-        cand = _candidate(t)
+        records.append(cand)
+        if cand.state in counts:
+            counts[cand.state] += 1
         if t.number >= since:
-            finished.append((cand, outcome))
-        # The same best as `summarize`: a pruned candidate counts with its best epoch.
-        if outcome in ("trained", "pruned") and cand.value is not None and (
-            best is None or cand.value > (best.value or -math.inf)
-        ):
-            best = cand
+            finished.append((cand, cand.state))
+    best = best_candidate(records)  # the same best as `summarize`
     return Snapshot(counts["trained"], counts["infeasible"], counts["reused"], counts["failed"],
                     counts["pruned"], running, best, finished, phases)
 
@@ -247,7 +207,7 @@ class SearchProgress:
             elif not cand.feasible:
                 state = "over budget"
             else:
-                state = f"epoch {cand.epoch}" if cand.epoch else "training"
+                state = f"epoch {cand.epochs}" if cand.epochs else "training"
                 if cand.value is not None:
                     state += f"  best {self.metric} {cand.value:.4f}"
             lines.append(f"  now:  {cand.describe()}  {state}")
@@ -278,11 +238,11 @@ class SearchProgress:
             epoch = self._seen_epoch.get(cand.trial)
             if epoch is None and cand.feasible:
                 lines.append(f"{stamp} {cand.describe()}  training")
-                self._seen_epoch[cand.trial] = cand.epoch
-            elif epoch is not None and cand.epoch > epoch:
+                self._seen_epoch[cand.trial] = cand.epochs
+            elif epoch is not None and cand.epochs > epoch:
                 value = f"  best {self.metric} {cand.value:.4f}" if cand.value is not None else ""
-                lines.append(f"{stamp} trial {cand.trial} epoch {cand.epoch}{value}")
-                self._seen_epoch[cand.trial] = cand.epoch
+                lines.append(f"{stamp} trial {cand.trial} epoch {cand.epochs}{value}")
+                self._seen_epoch[cand.trial] = cand.epochs
         for cand, outcome in snap.finished:
             if cand.trial in self._seen_finished:
                 continue

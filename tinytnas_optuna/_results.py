@@ -4,58 +4,26 @@ from __future__ import annotations
 
 import datetime
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
 from tinytnas_optuna._budget import FIGURES
-from tinytnas_optuna._sampler import TinyTNASSampler, trial_candidate
+from tinytnas_optuna._sampler import TinyTNASSampler
+from tinytnas_optuna._study import SearchSpec
 from tinytnas_optuna._training import clearly_above
+from tinytnas_optuna._trial import (
+    CANDIDATE,
+    CandidateRecord,
+    best_candidate,
+    trial_outcome,
+    trial_record,
+)
 
 if TYPE_CHECKING:
     import optuna
-
-
-@dataclass(frozen=True)
-class CandidateRecord:
-    """One evaluated candidate of the search.
-
-    Attributes:
-        trial: Trial number.
-        k: Width.
-        c: Cells.
-        state: ``"trained"``, ``"infeasible"``, ``"reused"`` (same network as an earlier trial),
-            ``"pruned"``, ``"interrupted"`` or ``"failed"``.
-        value: Validation metric (None when not trained).
-        ram: Tensor arena bytes (32-bit MCU).
-        flash: Flatbuffer bytes.
-        macs: MACs per inference.
-        figures_method: ``"measured"`` or ``"analytic"`` (estimate).
-        epochs: Epochs trained.
-        seconds: Training seconds.
-        phase: ``"greedy"``, ``"refine"``, ``"rerank"`` (TinyTNASSampler), ``"search"`` (other
-            samplers), or None (studies from before phases were recorded).
-        fidelity: The training, e.g. ``"800 steps, seed 0"`` (equal only for the same training).
-        runs: Trainings averaged in ``value`` (more than 1 only for the summary's best after
-            re-ranking).
-    """
-
-    trial: int
-    k: int
-    c: int
-    state: str
-    value: float | None
-    ram: int | None
-    flash: int | None
-    macs: int | None
-    figures_method: str | None
-    epochs: int
-    seconds: float
-    phase: str | None = None
-    fidelity: str | None = None
-    runs: int = 1
 
 
 @dataclass(frozen=True)
@@ -165,73 +133,6 @@ def _n(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
-def trial_state(t: optuna.trial.FrozenTrial) -> str:
-    """What happened to a candidate; the one classification every view uses.
-
-    Args:
-        t: A trial of :class:`TinyTNASObjective`.
-
-    Returns:
-        ``"infeasible"`` (over budget, never trained), ``"trained"`` (all its epochs, or cut by
-        the time bound), ``"pruned"`` (stopped early by a learning-curve pruner), ``"reused"``
-        (an earlier trial's network), ``"interrupted"`` (time bound before training),
-        ``"failed"``, or the Optuna state in lower case (``"running"``, ``"waiting"``).
-    """
-    ua = t.user_attrs
-    if ua.get("feasible") is False:
-        return "infeasible"
-    if t.state == TrialState.COMPLETE:
-        return "reused" if "reused_from" in ua else "trained"
-    if t.state == TrialState.PRUNED:
-        return "pruned" if t.intermediate_values else "interrupted"
-    if t.state == TrialState.FAIL:
-        return "failed"
-    return t.state.name.lower()
-
-
-def _record(t: optuna.trial.FrozenTrial) -> CandidateRecord | None:
-    cand = trial_candidate(t)
-    if cand is None:
-        return None
-    ua = t.user_attrs
-    state = trial_state(t)
-    value = t.value if t.state == TrialState.COMPLETE else (
-        max(t.intermediate_values.values()) if t.intermediate_values else None
-    )
-    return CandidateRecord(
-        trial=t.number, k=cand[0], c=cand[1], state=state, value=value,
-        ram=ua.get("ram"), flash=ua.get("flash"), macs=ua.get("macs"),
-        figures_method=ua.get("figures_method"), epochs=int(ua.get("epochs_trained", 0)),
-        seconds=float(ua.get("train_seconds", 0.0)), phase=ua.get("phase"),
-        fidelity=ua.get("fidelity"),
-    )
-
-
-def best_candidate(records: list[CandidateRecord]) -> CandidateRecord | None:
-    """The candidate whose trainings have the best mean value (first trial wins ties).
-
-    Each distinct training (fidelity) of a candidate counts once: reuses repeat a value.
-
-    Args:
-        records: Trial records.
-
-    Returns:
-        The candidate's first record with ``value`` the mean and ``runs`` the count, or None.
-    """
-    values: dict[tuple[int, int], dict[str | None, float]] = {}
-    first: dict[tuple[int, int], CandidateRecord] = {}
-    for r in sorted(records, key=lambda r: r.trial):
-        if r.state not in ("trained", "pruned") or r.value is None or math.isnan(r.value):
-            continue
-        values.setdefault((r.k, r.c), {}).setdefault(r.fidelity, r.value)
-        first.setdefault((r.k, r.c), r)
-    if not values:
-        return None
-    mean = {cand: sum(v.values()) / len(v) for cand, v in values.items()}
-    cand = max(mean, key=lambda c: (mean[c], -first[c].trial))
-    return replace(first[cand], value=mean[cand], runs=len(values[cand]))
-
-
 def phase_times(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, float]]:
     """Trials, trainings and wall seconds per phase, in order of each phase's first trial.
 
@@ -248,7 +149,7 @@ def phase_times(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, f
             continue
         p = out.setdefault(phase, {"trials": 0, "trained": 0, "seconds": 0.0})
         p["trials"] += 1
-        p["trained"] += trial_state(t) == "trained"
+        p["trained"] += trial_outcome(t) == "trained"
         if t.datetime_complete is not None:
             p["seconds"] += (t.datetime_complete - t.datetime_start).total_seconds()
     return out
@@ -292,24 +193,28 @@ def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) ->
 
     Args:
         study: The study.
-        sampler: The TinyTNASSampler used (for its ranges); default ranges otherwise.
+        sampler: The TinyTNASSampler used (for its ranges); default: the ranges the study
+            recorded.
 
     Returns:
         The :class:`SearchSummary`.
     """
     trials = study.get_trials(deepcopy=False)
-    records = [r for r in (_record(t) for t in trials) if r is not None]
+    records = [r for r in map(trial_record, trials) if r.candidate is not None]
     trained = [r for r in records if r.state == "trained"]
     infeasible = [r for r in records if r.state == "infeasible"]
     other = [r for r in records if r.state not in ("trained", "infeasible")]
     # Reused trials repeat an earlier trial's value: the earlier one stands for both.
-    scored = [r for r in records if r.state in ("trained", "pruned")
-              and r.value is not None and not math.isnan(r.value)]
+    scored = [r for r in records if r.scored]
     best = best_candidate(records)
 
-    greedy = sampler or TinyTNASSampler()
+    if sampler is None:  # the recorded ranges, not the defaults
+        spec = SearchSpec.from_attrs(study.user_attrs)
+        sampler = TinyTNASSampler() if spec is None else TinyTNASSampler(
+            k_range=tuple(spec.k_range), c_range=tuple(spec.c_range))  # type: ignore[arg-type]
+    greedy = sampler
     replay = greedy.replay(study)
-    if any("tinytnas:candidate" in t.system_attrs for t in trials):
+    if any(CANDIDATE in t.system_attrs for t in trials):
         path = replay.accepted
         finished = replay.finished
     else:  # another sampler: the path is each improvement of the best, in trial order

@@ -11,11 +11,10 @@ state.
 from __future__ import annotations
 
 import copy
-import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from optuna.samplers import BaseSampler, RandomSampler
@@ -23,82 +22,24 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from tinytnas_optuna import _greedy, _refine
+from tinytnas_optuna._recovery import claim, fail_dead_trials
 from tinytnas_optuna._space import C_RANGE, K_RANGE
+from tinytnas_optuna._trial import (
+    CANDIDATE,
+    FINISHED,
+    INTERRUPTED,
+    LEVEL,
+    SAMPLER_PHASE,
+    search_result,
+    trial_candidate,
+    trial_level,
+)
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
     from optuna.study import Study
 
-_CANDIDATE_ATTR = "tinytnas:candidate"
-_FINISHED_ATTR = "tinytnas:search_finished"
-#: Fidelity level (0 = the search's training) and phase the sampler assigned a trial.
-LEVEL_ATTR = "tinytnas:level"
-PHASE_ATTR = "tinytnas:phase"
 _PARAMS = ("k", "c")
-
-
-def trial_level(trial: FrozenTrial) -> int:
-    """The fidelity level a trial trains at: 0 unless the refinement assigned a re-ranking.
-
-    Args:
-        trial: Any trial of the study.
-
-    Returns:
-        The level (0 for the greedy's, the exploration's and other samplers' trials).
-    """
-    return int(trial.system_attrs.get(LEVEL_ATTR, 0))
-
-
-def trial_candidate(trial: FrozenTrial) -> _greedy.Candidate | None:
-    """The ``(k, c)`` a trial evaluates: its params, else what a sampler assigned it.
-
-    Args:
-        trial: Any trial of the study.
-
-    Returns:
-        ``(k, c)`` or None when the trial has not been given one yet.
-    """
-    if "k" in trial.params and "c" in trial.params:
-        return int(trial.params["k"]), int(trial.params["c"])
-    fixed = trial.system_attrs.get("fixed_params") or {}
-    if "k" in fixed and "c" in fixed:
-        return int(fixed["k"]), int(fixed["c"])
-    assigned = trial.system_attrs.get(_CANDIDATE_ATTR)
-    return (int(assigned[0]), int(assigned[1])) if assigned else None
-
-
-def trial_outcome(
-    state: TrialState,
-    value: float | None,
-    user_attrs: dict[str, Any],
-    intermediate_values: dict[int, float],
-    constraints: Mapping[str, float] | None,
-) -> _greedy.Result | None:
-    """What a finished trial tells the greedy search about its candidate.
-
-    Args:
-        state: The trial's final state.
-        value: Its objective value (COMPLETE only).
-        user_attrs: Its user attributes (``feasible`` is written by TinyTNASObjective).
-        intermediate_values: Reported learning curve.
-        constraints: Constraint values by name (> 0 means violated), if any.
-
-    Returns:
-        An accuracy, ``"infeasible"``, or None when the candidate was not evaluated (failed,
-        interrupted before a full epoch, still running).
-    """
-    feasible = user_attrs.get("feasible")
-    if feasible is None and constraints:
-        feasible = all(v <= 0 for v in constraints.values())
-    if feasible is False:
-        return _greedy.INFEASIBLE
-    if state == TrialState.COMPLETE and value is not None and not math.isnan(value):
-        return float(value)
-    if state == TrialState.PRUNED:
-        # Stopped by a learning-curve pruner or the time bound: the best reported epoch counts.
-        curve = [v for v in intermediate_values.values() if not math.isnan(v)]
-        return max(curve) if curve else None
-    return None
 
 
 def _check_single_maximize(study: Study, *, strict: bool) -> None:
@@ -180,6 +121,16 @@ class TinyTNASSampler(BaseSampler):
         # protocol in `_wait_for_earlier_claims`.
         self._lock = threading.Lock()
 
+    @property
+    def k_range(self) -> tuple[int, int]:
+        """Inclusive range of ``k``."""
+        return self._k_range
+
+    @property
+    def c_range(self) -> tuple[int, int]:
+        """Inclusive range of ``c``."""
+        return self._c_range
+
     # -- the search state, rebuilt from the storage ------------------------------------------
 
     def known_results(
@@ -210,10 +161,7 @@ class TinyTNASSampler(BaseSampler):
                 continue
             if not t.state.is_finished() or cand in results:
                 continue
-            outcome = trial_outcome(
-                t.state, t.value if t.state == TrialState.COMPLETE else None, t.user_attrs,
-                t.intermediate_values, t.constraints,
-            )
+            outcome = search_result(t)
             if outcome is not None:
                 results[cand] = outcome
         for cand, n in failures.items():
@@ -266,20 +214,18 @@ class TinyTNASSampler(BaseSampler):
             if cand is None or t.number == exclude:
                 continue
             level = trial_level(t)
-            refining += t.system_attrs.get(PHASE_ATTR) in ("refine", "rerank")
+            refining += t.system_attrs.get(SAMPLER_PHASE) in ("refine", "rerank")
             if t.state == TrialState.RUNNING:
                 busy.add((cand, level))
                 continue
             if t.state == TrialState.FAIL:
                 failures[(cand, level)] += 1
                 continue
-            outcome = trial_outcome(
-                t.state, t.value if t.state == TrialState.COMPLETE else None, t.user_attrs,
-                t.intermediate_values, t.constraints,
-            )
+            outcome = search_result(t)
             if outcome == _greedy.INFEASIBLE:
                 infeasible.add(cand)
-            elif outcome is not None:
+            elif outcome is not None and not (level > 0 and t.user_attrs.get(INTERRUPTED)):
+                # A re-ranking cut by the time bound is no estimate: a resumed search redoes it.
                 runs.setdefault(cand, {}).setdefault(level, float(outcome))
         if self._refine_trials is not None and refining >= self._refine_trials:
             return None
@@ -304,6 +250,10 @@ class TinyTNASSampler(BaseSampler):
         return {}
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        # A trial left RUNNING by a process that died on this machine is failed before the
+        # pick, so that its candidate is handed out again rather than taken as busy.
+        claim(study._storage, trial._trial_id)
+        fail_dead_trials(study)
         if trial_candidate(trial) is not None:  # enqueued, or retried with fixed params
             return
         if study._is_multi_objective() or study.direction != StudyDirection.MAXIMIZE:
@@ -330,10 +280,10 @@ class TinyTNASSampler(BaseSampler):
             best = _greedy.replay(results, k_range=self._k_range, c_range=self._c_range,
                                   start=self._start).best
             cand = best or self._start
-            study._storage.set_trial_system_attr(trial._trial_id, _FINISHED_ATTR, True)
-        study._storage.set_trial_system_attr(trial._trial_id, LEVEL_ATTR, level)
-        study._storage.set_trial_system_attr(trial._trial_id, PHASE_ATTR, phase)
-        study._storage.set_trial_system_attr(trial._trial_id, _CANDIDATE_ATTR, list(cand))
+            study._storage.set_trial_system_attr(trial._trial_id, FINISHED, True)
+        study._storage.set_trial_system_attr(trial._trial_id, LEVEL, level)
+        study._storage.set_trial_system_attr(trial._trial_id, SAMPLER_PHASE, phase)
+        study._storage.set_trial_system_attr(trial._trial_id, CANDIDATE, list(cand))
 
     def _wait_for_earlier_claims(self, study: Study, number: int) -> None:
         # Trials are assigned in trial-number order: a trial picks only once every earlier running

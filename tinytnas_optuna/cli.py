@@ -867,43 +867,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """Every trial as a flat dict: parameters, figures, metric, state (for JSON and CSV).
+    """Every trial as a flat dict (:func:`~tinytnas_optuna._trial.trial_row`), in trial order."""
+    from tinytnas_optuna._trial import trial_row
 
-    Args:
-        study: A study run with :class:`TinyTNASObjective`.
-
-    Returns:
-        One dict per trial, in trial order.
-    """
-    from tinytnas_optuna._results import trial_state
-
-    metric = (study.user_attrs.get("metric") or "value")
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        ua = t.user_attrs
-        curve = [v for v in t.intermediate_values.values() if not math.isnan(v)]
-        value = t.value if t.state.name == "COMPLETE" else (max(curve) if curve else None)
-        rows.append({
-            "trial": t.number,
-            "state": t.state.name,
-            "outcome": trial_state(t),
-            "k": t.params.get("k"),
-            "c": t.params.get("c"),
-            "phase": ua.get("phase"),
-            "fidelity": ua.get("fidelity"),
-            metric: value,
-            **{name: ua.get(name) for name in FIGURES},
-            "feasible": ua.get("feasible"),
-            "figures_method": ua.get("figures_method"),
-            "epochs_trained": ua.get("epochs_trained"),
-            "train_seconds": ua.get("train_seconds"),
-            "reused_from": ua.get("reused_from"),
-            "tflite_artifact": ua.get("tflite_artifact"),
-            "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
-            "datetime_complete": (t.datetime_complete.isoformat()
-                                  if t.datetime_complete else None),
-        })
-    return rows
+    metric = study.user_attrs.get("metric") or "value"
+    return [trial_row(t, metric) for t in study.get_trials(deepcopy=False)]
 
 
 _INPUT_KEYS = ("dataset", "train_path", "train_sha256", "val_path", "val_sha256", "budget",
