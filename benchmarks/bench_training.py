@@ -109,14 +109,14 @@ def main() -> None:
     lines = [
         "# Training speed: search recipe vs plain fit(batch_size=32)",
         "",
-        f"Date {datetime.date.today()}, {os.cpu_count()} cores, HAR (HAPT-based, "
-        f"{len(data.y_train)} train / {len(data.y_val)} val windows, split by subject), "
-        f"{epochs} baseline epochs, median of {seeds} seed(s). Our recipe: batch {batch}, "
-        f"Adam lr {lr:.4g}, 8 steps per execution.",
+        (f"Date {datetime.date.today()}, {os.cpu_count()} cores, HAR (HAPT-based, "
+         f"{len(data.y_train)} train / {len(data.y_val)} val windows, split by subject), "
+         f"{epochs} baseline epochs, median of {seeds} seed(s). Our recipe: batch {batch}, "
+         f"Adam lr {lr:.4g}, 8 steps per execution."),
         "Command: `python benchmarks/bench_training.py" + (" --quick" if args.quick else "") + "`",
         "",
-        "| k | c | speed-up per epoch (steady) | epochs in baseline's time / baseline epochs "
-        "| best val acc, baseline | best val acc, ours (same time) |",
+        ("| k | c | speed-up per epoch (steady) | epochs in baseline's time / baseline epochs "
+         "| best val acc, baseline | best val acc, ours (same time) |"),
         "|---|---|---|---|---|---|",
     ]
     for k, c, s, s_all, ab, ao in rows:

@@ -153,12 +153,12 @@ def write(results: dict[str, Any], steps: list[int], command: str) -> Path:
     lines = [
         "# Rank agreement: search training vs final training",
         "",
-        f"Date {time.strftime('%Y-%m-%d')}, {platform.machine()}, Python "
-        f"{platform.python_version()}, TensorFlow {tf.__version__}. Command: `{command}`.",
-        "Each network: the search's value (best validation point; 3-fold CV below 300 series) "
-        "at S steps, vs the test accuracy after the final schedule (whole training split, one "
-        f"seed, end of schedule; capped at {FINAL_STEPS_CAP} steps). Spearman over the "
-        "networks; regret = best final test - final test of the search's pick (points).",
+        (f"Date {time.strftime('%Y-%m-%d')}, {platform.machine()}, Python "
+         f"{platform.python_version()}, TensorFlow {tf.__version__}. Command: `{command}`."),
+        ("Each network: the search's value (best validation point; 3-fold CV below 300 series) "
+         "at S steps, vs the test accuracy after the final schedule (whole training split, one "
+         f"seed, end of schedule; capped at {FINAL_STEPS_CAP} steps). Spearman over the "
+         "networks; regret = best final test - final test of the search's pick (points)."),
         "",
         "| dataset | train | networks | " + " | ".join(
             f"S={s}: Spearman / regret / s per candidate" for s in steps) + " |",

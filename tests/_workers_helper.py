@@ -45,6 +45,15 @@ def make_storage(spec: str, *, heartbeat: bool = False) -> optuna.storages.BaseS
     return optuna.storages.RDBStorage(spec)
 
 
+def synthetic_value(acc_of, k: int, c: int, level: int) -> float:
+    """What :class:`SyntheticObjective` returns for a training of ``(k, c)`` at ``level``: the
+    landscape's accuracy, plus at a re-ranking level (>= 1) a small deterministic wobble (another
+    seed, another value). Tests compute expected answers with it; the contract tests check that
+    every recorded value equals it."""
+    wobble = (zlib.crc32(f"{k}:{c}:{level}".encode()) / 2**32 - 0.5) * 0.02
+    return acc_of(k, c) + (wobble if level else 0.0)
+
+
 @dataclass(frozen=True)
 class SyntheticProfile:
     """Stands in for HardwareProfile: feasibility from the landscape."""

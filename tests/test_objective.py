@@ -51,7 +51,7 @@ def searched(motions, tmp_path_factory):
 
 
 def test_no_infeasible_candidate_is_trained(searched):
-    study, objective, fitted = searched
+    study, _, fitted = searched
     infeasible = [t for t in study.trials if t.user_attrs.get("feasible") is False]
     assert infeasible, "the paper budget should reject some candidates on BasicMotions"
     for t in infeasible:

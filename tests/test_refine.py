@@ -16,10 +16,9 @@ from test_greedy import C_RANGE, K_RANGE, landscape, reference_search
 
 from tinytnas_optuna import _refine
 from tinytnas_optuna._sampler import TinyTNASSampler
-from tinytnas_optuna._trial import FINISHED
+from tinytnas_optuna._trial import FINISHED, trial_level
 from tinytnas_optuna._trial import LEVEL as LEVEL_ATTR
 from tinytnas_optuna._trial import SAMPLER_PHASE as PHASE_ATTR
-from tinytnas_optuna._trial import trial_level
 
 
 def level_objective(acc_of, feasible_of, calls):

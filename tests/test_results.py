@@ -7,6 +7,7 @@ import json
 import numpy as np
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 import tinytnas_optuna as tt
 from tinytnas_optuna._export import tflm_predict
@@ -57,13 +58,33 @@ def test_retrain_best_reports_tflm_int8_accuracy_and_exports(gunpoint_study, tmp
 def test_summary_lists_everything(gunpoint_study):
     _, _, study = gunpoint_study
     summary = tt.summarize(study)
-    assert len(summary.trained) + len(summary.infeasible) + len(summary.other) == 4
+    # Each list holds the trials whose own records say so (not a partition by construction).
+    trials = study.get_trials(deepcopy=False)
+    trained = {t.number for t in trials if t.state == TrialState.COMPLETE
+               and "reused_from" not in t.user_attrs and t.user_attrs["epochs_trained"] > 0}
+    infeasible = {t.number for t in trials if t.user_attrs.get("feasible") is False}
+    assert {r.trial for r in summary.trained} == trained
+    assert {r.trial for r in summary.infeasible} == infeasible
+    assert {r.trial for r in summary.other} == {t.number for t in trials} - trained - infeasible
+    assert summary.trained_count == len(trained) > 0
+    assert all(t.state == TrialState.PRUNED for t in trials if t.number in infeasible)
     assert summary.path[0] == (4, 3)
     d = summary.to_dict()
-    assert d["best"]["k"] == summary.best.k and isinstance(d["trained"], list)
+    assert d["best"]["value"] == pytest.approx(study.best_value) and isinstance(d["trained"], list)
 
 
 def test_retrain_without_feasible_candidate_is_refused(tmp_path):
+    ds = load_dataset("gunpoint")
+    data = (ds.x_train, ds.y_train)
     study = optuna.create_study(direction="maximize")
+    with pytest.raises(ValueError, match="not made by a TinyTNAS search"):
+        tt.retrain_best(study, data, out_dir=tmp_path)
+    # A search whose only candidate was over budget: nothing to retrain.
+    objective = tt.TinyTNASObjective(data, budget=tt.HardwareBudget(ram="20KB", flash="64KB",
+                                                                   macs="2K"), steps=10)
+    study.enqueue_trial({"k": 64, "c": 4})
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].user_attrs["feasible"] is False
     with pytest.raises(ValueError, match="no feasible"):
-        tt.retrain_best(study, (np.zeros((4, 8, 1)), np.array([0, 1, 0, 1])), out_dir=tmp_path)
+        tt.retrain_best(study, data, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())

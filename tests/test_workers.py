@@ -282,26 +282,46 @@ def test_recover_with_heartbeat_fails_only_stale_trials(postgres_url, unique_stu
 # -- soak: many trials over several processes ----------------------------------------------------
 
 
-def test_soak_200_random_trials_three_workers_postgresql(postgres_url, unique_study_name,
-                                                          tmp_path):
-    n_total, n_workers = 200, 3
+def test_soak_three_workers_greedy_then_refinement_postgresql(postgres_url, unique_study_name,
+                                                              tmp_path):
+    """Our sampler, not Optuna's: 3 processes run the greedy and 40 refinement trials on one
+    PostgreSQL study (about 70 trials). Nothing trained twice at one level, nothing infeasible
+    trained, the refinement bound held across processes, the one-worker greedy's answer."""
+    seed, refine, n_workers = 6, 40, 3
     create_study(postgres_url, unique_study_name)
-    shares = [n_total // n_workers + (i < n_total % n_workers) for i in range(n_workers)]
     with Workers(tmp_path) as workers:
-        for i, n in enumerate(shares):
-            workers.start(f"w{i}", "random", "--storage", postgres_url, "--study",
-                          unique_study_name, "--sleep", "0.02", "--max-trials", str(n))
+        for i in range(n_workers):
+            workers.start(f"w{i}", *greedy_args(postgres_url, unique_study_name, seed, "--sleep",
+                                                "0.02", "--refine", str(refine)))
         workers.wait_all(timeout=55)
-    trials = optuna.load_study(study_name=unique_study_name, storage=postgres_url).trials
-    assert len(trials) == n_total
-    assert sorted(t.number for t in trials) == list(range(n_total))
-    assert Counter(t.state for t in trials) == {TrialState.COMPLETE: n_total}
+    # The greedy's answer is the one-worker reference's; no (candidate, level) trained twice;
+    # nothing infeasible trained.
+    trials = assert_refinement_sound(postgres_url, unique_study_name, seed, refine)
+    assert sorted(t.number for t in trials) == list(range(len(trials)))  # none lost
+    assert all(t.state in FINISHED for t in trials), "none stuck, none failed"
+    phases = Counter(t.system_attrs["tinytnas:phase"] for t in trials)
+    assert phases["refine"] + phases["rerank"] == refine  # refine_trials, across processes
+    _, feasible_of = landscape(seed, length=LENGTH)
+    level0: dict = {}
     for t in trials:
-        assert set(t.params) == {"k", "c", "learning_rate"}
-        assert {"worker", "feasible"} <= set(t.user_attrs)
-        assert t.value is not None and t.datetime_complete is not None
-    assert Counter(t.user_attrs["worker"] for t in trials) == {
-        f"w{i}": n for i, n in enumerate(shares)}
+        assert {"feasible", "phase", "fidelity"} <= set(t.user_attrs), t.number
+        assert t.user_attrs["phase"] == t.system_attrs["tinytnas:phase"]
+        if t.state == TrialState.PRUNED:  # rejected for the budget, never trained
+            assert not feasible_of(*candidate(t)) and "trained_by" not in t.user_attrs
+        elif trial_level(t) == 0:
+            level0.setdefault(candidate(t), t.number)
+        else:  # a re-ranking comes after the candidate's own search training
+            assert level0.get(candidate(t), t.number) < t.number, t.number
+        if t.system_attrs["tinytnas:phase"] != "greedy":  # busy trainings are skipped
+            assert "reused_from" not in t.user_attrs, f"trial {t.number} handed out twice"
+    # Once the bound was reached each other worker took at most one trial more: a revisit of
+    # the best, reused untrained.
+    revisits = [t for t in trials if t.system_attrs.get("tinytnas:search_finished")]
+    assert len(revisits) <= n_workers - 1
+    assert all("reused_from" in t.user_attrs for t in revisits)
+    # The work was shared.
+    trained_by = Counter(t.user_attrs["trained_by"] for t in trials if "trained_by" in t.user_attrs)
+    assert len(trained_by) == n_workers, trained_by
 
 
 # -- the refinement after the greedy ----------------------------------------------------------

@@ -34,6 +34,9 @@ _EXPORTS = {
     "retrain_best": "_retrain",
     "RetrainReport": "_retrain",
     "recover_stale_trials": "_recovery",
+    "fail_dead_trials": "_recovery",
+    "SearchSpec": "_study",
+    "StudyMismatchError": "_study",
     "save_plots": "_plots",
     "plot_accuracy_vs_figures": "_plots",
     "plot_search_path": "_plots",
@@ -54,7 +57,9 @@ __all__ = [
     "PreparedData",
     "RetrainReport",
     "SearchProgress",
+    "SearchSpec",
     "SearchSummary",
+    "StudyMismatchError",
     "TFLiteArtifactUploader",
     "TinyTNASObjective",
     "TinyTNASSampler",
@@ -63,6 +68,7 @@ __all__ = [
     "clear_profile_cache",
     "convert_int8",
     "estimate_profile",
+    "fail_dead_trials",
     "plot_accuracy_vs_figures",
     "plot_search_path",
     "profile_architecture",
@@ -96,13 +102,14 @@ if TYPE_CHECKING:
     from tinytnas_optuna._plots import plot_accuracy_vs_figures, plot_search_path, save_plots
     from tinytnas_optuna._progress import SearchProgress
     from tinytnas_optuna._pruner import HardwareAwarePruner
-    from tinytnas_optuna._recovery import recover_stale_trials
+    from tinytnas_optuna._recovery import fail_dead_trials, recover_stale_trials
     from tinytnas_optuna._results import SearchSummary, summarize
-    from tinytnas_optuna._trial import CandidateRecord
     from tinytnas_optuna._retrain import RetrainReport, retrain_best
     from tinytnas_optuna._sampler import TinyTNASSampler
     from tinytnas_optuna._space import Architecture, architecture, build_model
+    from tinytnas_optuna._study import SearchSpec, StudyMismatchError
     from tinytnas_optuna._training import PreparedData
+    from tinytnas_optuna._trial import CandidateRecord
 
 
 def __getattr__(name: str) -> Any:

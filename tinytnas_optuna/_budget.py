@@ -26,8 +26,9 @@ _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*$", r
 
 
 def _parse(value: float | str, units: dict[str, int], what: str, examples: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{what}: expected a number or a string such as {examples}, got {value!r}")
+    if isinstance(value, bool):  # one error type for every bad figure
+        raise ValueError(  # noqa: TRY004
+            f"{what}: expected a number or a string such as {examples}, got {value!r}")
     if isinstance(value, (int, float)):
         number = float(value)
     else:

@@ -88,7 +88,7 @@ class TFLiteArtifactUploader:
                     study_or_trial=trial, mimetype="application/octet-stream",
                 )
             trial.set_user_attr(ARTIFACT, artifact_id)
-        except Exception as exc:  # an artifact is a convenience, never a reason to lose a trial
+        except Exception as exc:  # noqa: BLE001 - an artifact never costs a trial
             _log.warning(f"trial {trial.number}: .tflite artifact not stored: {exc}")
 
 
@@ -165,8 +165,8 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
         b = data.best
         runs = f" (mean of {b.runs} trainings)" if b.runs > 1 else ""
         lines += [
-            f"**Best: k={b.k}, c={b.c}** (trial {b.trial}), validation {data.metric} "
-            f"**{b.value:.4f}**{runs}", "",
+            (f"**Best: k={b.k}, c={b.c}** (trial {b.trial}), validation {data.metric} "
+             f"**{b.value:.4f}**{runs}"), "",
             "| figure | used | budget |", "|---|---:|---:|",
         ]
         for name in FIGURES:
@@ -176,10 +176,10 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
         level = chance_level(study.get_trials(deepcopy=False))
         if chance is not None and n_val and not clearly_above(float(b.value), chance, n_val,
                                                               level=level):
-            lines += ["", f"**Warning: not clearly above chance.** Always predicting the majority "
-                      f"class scores {chance:.4f} on the {n_val} validated series: this is not a "
-                      "deployable answer (try more steps per candidate, balanced accuracy, or "
-                      "more data)."]
+            lines += ["", (f"**Warning: not clearly above chance.** Always predicting the "
+                           f"majority class scores {chance:.4f} on the {n_val} validated "
+                           "series: this is not a deployable answer (try more steps per "
+                           "candidate, balanced accuracy, or more data).")]
     # The same counts as `summarize` and the progress display (one classification: trial_state).
     trained = sum(r.state == "trained" for r in data.scored)
     pruned = sum(r.state == "pruned" for r in data.scored)
@@ -205,9 +205,9 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
         source = attrs.get("dataset") or attrs.get("train_path")
         training = (f"{attrs['epochs']} epochs" if attrs.get("epochs")
                     else f"{attrs.get('steps') or SEARCH_STEPS} steps")
-        lines += ["", f"Data: {source}; {training} per candidate "
-                  f"({attrs.get('validation', 'holdout')} validation); "
-                  f"sampler {attrs.get('sampler')}; seed {attrs.get('seed')}."]
+        lines += ["", (f"Data: {source}; {training} per candidate "
+                       f"({attrs.get('validation', 'holdout')} validation); "
+                       f"sampler {attrs.get('sampler')}; seed {attrs.get('seed')}.")]
     return "\n".join(lines)
 
 
@@ -324,7 +324,7 @@ class DashboardCallback:
             self._best = trial.value
         try:
             publish_to_dashboard(study, budget=self.budget, figures=figures)
-        except Exception as exc:  # the dashboard view must never stop the search
+        except Exception as exc:  # noqa: BLE001 - the dashboard view never stops the search
             _log.warning(f"dashboard notes/figures not updated: {exc}")
             return
         if figures:

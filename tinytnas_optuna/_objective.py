@@ -25,7 +25,14 @@ from tinytnas_optuna._recovery import (
     recover_stale_trials,
 )
 from tinytnas_optuna._space import C_RANGE, K_RANGE, Architecture, architecture
-from tinytnas_optuna._study import SearchSpec, StudyMismatchError, bind, fingerprint, sampler_name
+from tinytnas_optuna._study import (
+    SearchSpec,
+    StudyMismatchError,
+    bind,
+    fingerprint,
+    sampler_name,
+    stop_search,
+)
 from tinytnas_optuna._training import (
     METRICS,
     VAL_FRACTION,
@@ -45,6 +52,7 @@ from tinytnas_optuna._trial import (
     FIDELITY,
     FIGURES_METHOD,
     FIGURES_SOURCE,
+    FINISHED,
     INTERRUPTED,
     LEVEL,
     PARAMS,
@@ -56,6 +64,7 @@ from tinytnas_optuna._trial import (
     TRAIN_SECONDS,
     VALIDATION,
     WIDTHS,
+    trial_value,
 )
 
 if TYPE_CHECKING:
@@ -427,7 +436,8 @@ class TinyTNASObjective:
             )
             raise optuna.TrialPruned(f"infeasible, not trained: {over}")
 
-        reused = self._reuse_identical(trial, arch, self.fidelity(level))
+        reused = self._reuse_identical(trial, arch, self.fidelity(level),
+                                       revisit=bool(system.get(FINISHED)))
         if reused is not None:
             return reused
         return self._train(trial, arch, k, c, level)
@@ -475,7 +485,7 @@ class TinyTNASObjective:
         if self.out_of_time():
             trial.set_user_attr(INTERRUPTED, True)
             trial.set_user_attr(EPOCHS, 0)
-            _stop_study(trial.study)
+            stop_search(trial.study, "interrupted" if self._stopped else "time bound")
             raise optuna.TrialPruned("time bound reached before training")
 
     def _record_figures(
@@ -495,12 +505,13 @@ class TinyTNASObjective:
         )
 
     def _reuse_identical(
-        self, trial: optuna.Trial, arch: Architecture, fidelity: str
+        self, trial: optuna.Trial, arch: Architecture, fidelity: str, *, revisit: bool = False
     ) -> float | None:
         """Reuse the result of an earlier trial of the same training; wait if it is running.
 
         A network trained once at a fidelity is never trained again at it, whichever sampler
-        proposed it twice.
+        proposed it twice. ``revisit``: the sampler found the search finished and revisits its
+        best, whose result may come from a pruned training (its best point): never trained.
         """
         widths = list(arch.widths) + [arch.dense]
         storage, study_id = trial.storage, trial.study._study_id
@@ -512,12 +523,14 @@ class TinyTNASObjective:
                 and t.user_attrs.get(FIDELITY, base) == fidelity
             ]
             # A re-ranking cut by the time bound is not that training: it is trained again.
-            done = [t for t in earlier if t.state == TrialState.COMPLETE
+            finished = (TrialState.COMPLETE, TrialState.PRUNED) if revisit else (
+                TrialState.COMPLETE,)
+            done = [t for t in earlier if t.state in finished and trial_value(t) is not None
                     and not (fidelity != base and t.user_attrs.get(INTERRUPTED))]
             if done:
                 trial.set_user_attr(EPOCHS, 0)
                 trial.set_user_attr(REUSED_FROM, done[0].number)
-                return float(done[0].value)  # type: ignore[arg-type]
+                return trial_value(done[0])  # type: ignore[return-value]
             if not any(t.state == TrialState.RUNNING for t in earlier):
                 return None
             self._stop_if_out_of_time(trial)
@@ -583,7 +596,7 @@ class TinyTNASObjective:
             self.on_trained(trial, model, self.data)
         if any(r.cut for r in results):
             trial.set_user_attr(INTERRUPTED, True)
-            _stop_study(trial.study)
+            stop_search(trial.study, "interrupted" if self._stopped else "time bound")
             if not curve:
                 raise optuna.TrialPruned("time bound reached before the first validation")
         if pruned["flag"]:
@@ -626,10 +639,3 @@ def _pooled_curve(
 def _candidate_seed(seed: int, arch: Architecture) -> int:
     # A candidate's seed depends on the network, not on trial order or worker.
     return zlib.crc32(repr((seed, arch.widths, arch.dense)).encode()) % (2**31)
-
-
-def _stop_study(study: optuna.Study) -> None:
-    try:
-        study.stop()
-    except RuntimeError:
-        pass  # ask-and-tell: no optimize loop to stop

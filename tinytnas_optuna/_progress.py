@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Self, TextIO
 
 from optuna.trial import TrialState
 
@@ -131,7 +131,7 @@ class SearchProgress:
         self._seen_finished: set[int] = set()
         self._seen_epoch: dict[int, int] = {}
 
-    def __enter__(self) -> SearchProgress:
+    def __enter__(self) -> Self:
         self._start = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="tinytnas-progress", daemon=True)
         self._thread.start()
@@ -159,7 +159,7 @@ class SearchProgress:
         while not self._stop.wait(self.interval):
             try:
                 self.update()
-            except Exception:  # a busy storage is no reason to stop the display or the search
+            except Exception:  # noqa: BLE001, S112 - a busy storage never stops the display
                 continue
 
     def update(self) -> None:

@@ -208,15 +208,20 @@ def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) ->
     scored = [r for r in records if r.scored]
     best = best_candidate(records)
 
+    spec = SearchSpec.from_attrs(study.user_attrs)
     if sampler is None:  # the recorded ranges, not the defaults
-        spec = SearchSpec.from_attrs(study.user_attrs)
         sampler = TinyTNASSampler() if spec is None else TinyTNASSampler(
-            k_range=tuple(spec.k_range), c_range=tuple(spec.c_range))  # type: ignore[arg-type]
-    greedy = sampler
-    replay = greedy.replay(study)
+            k_range=tuple(spec.k_range), c_range=tuple(spec.c_range),  # type: ignore[arg-type]
+            refine=spec.sampler != "tinytnas-paper")
+    replay = sampler.replay(study)
     if any(CANDIDATE in t.system_attrs for t in trials):
         path = replay.accepted
         finished = replay.finished
+        if not sampler.refine and replay.best is not None:
+            # The paper's greedy answers with its replay's best, whatever extra (speculative)
+            # trainings other workers added: the one-worker search's answer.
+            best = best_candidate([r for r in records if r.candidate == replay.best
+                                   and r.level == 0])
     else:  # another sampler: the path is each improvement of the best, in trial order
         path, top = [], -math.inf
         for r in sorted(scored, key=lambda r: r.trial):

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tinytnas_optuna._training import (
-    VAL_FRACTION,
     PreparedData,
     Schedule,
     chance_rate,
@@ -198,13 +197,13 @@ def retrain_best(
     epochs: int | None = None,
     timeout: float | None = None,
     groups: np.ndarray | None = None,
-    val_fraction: float = VAL_FRACTION,
+    val_fraction: float | None = None,
     restarts: int = RESTARTS,
-    metric: str = "accuracy",
+    metric: str | None = None,
     batch_size: int | None = None,
     learning_rate: float | None = None,
-    seed: int = 0,
-    int8_io: bool = False,
+    seed: int | None = None,
+    int8_io: bool | None = None,
     class_names: list[str] | None = None,
 ) -> RetrainReport:
     """Retrain the best architecture, convert it to int8, check it in TFLM, export it.
@@ -227,23 +226,26 @@ def retrain_best(
         timeout: Seconds the whole call may take: the training is planned (and cut) to leave
             time for conversion, scoring and export; the best model so far is exported.
         groups: Group ids for the validation split when ``val`` is None.
-        val_fraction: Held-out share when ``val`` is None (use the search's).
+        val_fraction: Held-out share when ``val`` is None (default: the search's).
         restarts: Trainings from different initial weights.
-        metric: Validation metric for checkpoints and the choice of restart.
+        metric: Validation metric for checkpoints and the choice of restart (default: the
+            search's).
         batch_size: Override the batch size.
         learning_rate: Override the peak learning rate.
-        seed: Seed for the split and the training.
-        int8_io: Export with int8 input/output instead of float32.
+        seed: Seed for the split and the training (default: the search's).
+        int8_io: Export with int8 input/output instead of float32 (default: the search's).
         class_names: Readable class names for the C header.
 
     Returns:
         The :class:`RetrainReport` (also written as ``report.json``).
 
     Raises:
-        ValueError: Bad arguments, no feasible trained candidate, or test data that does not
-            match the training data (``DataError``).
+        ValueError: Bad arguments, no feasible trained candidate, data other than the
+            search's (content fingerprints), or test data that does not match the training
+            data (``DataError``).
     """
     from tinytnas_optuna._results import record_final, summarize
+    from tinytnas_optuna._study import check_data, recorded_spec
     from tinytnas_optuna.datasets import DataError, validate_arrays
 
     started = time.monotonic()
@@ -252,6 +254,13 @@ def retrain_best(
     for name, value in (("steps", steps), ("epochs", epochs), ("timeout", timeout)):
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
+    # The search's own settings unless overridden, and only the data it searched.
+    spec = recorded_spec(study)
+    seed = spec.seed if seed is None else seed
+    metric = spec.metric if metric is None else metric
+    val_fraction = spec.val_fraction if val_fraction is None else val_fraction
+    int8_io = spec.int8_io if int8_io is None else int8_io
+    check_data(study, train, val, groups)
     summary = summarize(study)
     if summary.best is None:
         raise ValueError("the study has no feasible trained candidate to retrain")

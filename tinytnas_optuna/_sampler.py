@@ -214,7 +214,9 @@ class TinyTNASSampler(BaseSampler):
             if cand is None or t.number == exclude:
                 continue
             level = trial_level(t)
-            refining += t.system_attrs.get(SAMPLER_PHASE) in ("refine", "rerank")
+            # A failed training (a crash) is redone, not counted against refine_trials.
+            refining += (t.system_attrs.get(SAMPLER_PHASE) in ("refine", "rerank")
+                         and t.state != TrialState.FAIL)
             if t.state == TrialState.RUNNING:
                 busy.add((cand, level))
                 continue
@@ -252,8 +254,9 @@ class TinyTNASSampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         # A trial left RUNNING by a process that died on this machine is failed before the
         # pick, so that its candidate is handed out again rather than taken as busy.
-        claim(study._storage, trial._trial_id)
-        fail_dead_trials(study)
+        if trial.state == TrialState.RUNNING:  # not e.g. optuna.Trial() on a finished one
+            claim(study._storage, trial._trial_id)
+            fail_dead_trials(study)
         if trial_candidate(trial) is not None:  # enqueued, or retried with fixed params
             return
         if study._is_multi_objective() or study.direction != StudyDirection.MAXIMIZE:
@@ -339,7 +342,6 @@ class TinyTNASSampler(BaseSampler):
         others = [t for t in trials if t.number != trial.number] + [finished_trial]
         order, _, _ = self._frontier(others, None)
         if not order and self.refinement(others) is None:
-            try:
-                study.stop()
-            except RuntimeError:
-                pass  # ask-and-tell: there is no optimize loop to stop
+            from tinytnas_optuna._study import stop_search
+
+            stop_search(study, "search exhausted")

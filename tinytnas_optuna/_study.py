@@ -280,3 +280,82 @@ def check_data(study: optuna.Study, train: tuple[Any, Any], val: tuple[Any, Any]
         if recorded != value:
             raise ValueError(f"{_WHAT[name]} {_describe(name, value)} differs from the one study "
                              f"{study.study_name!r} searched ({_describe(name, recorded)})")
+
+
+#: Study system attr: why the last run's search stopped (see :func:`stop_search`).
+STOPPED_ATTR = "tinytnas:stopped"
+#: Reasons :func:`stop_search` records.
+STOP_REASONS = ("time bound", "interrupted", "search exhausted")
+
+
+def stop_search(study: optuna.Study, reason: str) -> None:
+    """End ``study.optimize`` after the trial in flight, and record why: the one place that does.
+
+    The objective calls it when the time bound is reached or a stop was requested (Ctrl-C), the
+    sampler when nothing is left to train. Outside ``optimize`` (ask-and-tell) only the
+    reason is recorded.
+
+    Args:
+        study: The study.
+        reason: One of :data:`STOP_REASONS`.
+    """
+    if reason not in STOP_REASONS:
+        raise ValueError(f"reason must be one of {STOP_REASONS}, got {reason!r}")
+    study._storage.set_study_system_attr(study._study_id, STOPPED_ATTR, reason)
+    try:
+        study.stop()
+    except RuntimeError:
+        pass  # ask-and-tell: no optimize loop to stop
+
+
+def stop_reason(study: optuna.Study) -> str | None:
+    """Why the search last stopped (:func:`stop_search`), or None if it never was."""
+    return study._storage.get_study_system_attrs(study._study_id).get(STOPPED_ATTR)
+
+
+#: Sampler names :func:`make_sampler` builds (the CLI's ``--sampler`` choices).
+SAMPLERS = ("tinytnas", "tinytnas-paper", "random", "tpe", "gp", "nsga2")
+
+
+def make_sampler(name: str, *, seed: int | None = None,
+                 refine_trials: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler of a recorded name (:func:`sampler_name` inverts it).
+
+    Args:
+        name: One of :data:`SAMPLERS`.
+        seed: Its seed.
+        refine_trials: For ``"tinytnas"``: at most this many refinement trials.
+
+    Returns:
+        A new sampler.
+
+    Raises:
+        ValueError: An unknown name (a study made from Python with another sampler), or
+            ``"gp"`` without PyTorch.
+
+    Examples:
+        >>> type(make_sampler("tpe", seed=0)).__name__
+        'TPESampler'
+    """
+    import optuna
+
+    from tinytnas_optuna._sampler import TinyTNASSampler
+
+    if name == "gp":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise ValueError("the gp sampler needs PyTorch, which is not installed "
+                             "(pip install torch)")
+        return optuna.samplers.GPSampler(seed=seed)
+    factories = {
+        "tinytnas": lambda: TinyTNASSampler(seed=seed, refine_trials=refine_trials),
+        "tinytnas-paper": lambda: TinyTNASSampler(seed=seed, refine=False),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+    }
+    if name not in factories:
+        raise ValueError(f"sampler {name!r} is not one the command line can build "
+                         f"({', '.join(SAMPLERS)}): run this study's workers from Python")
+    return factories[name]()

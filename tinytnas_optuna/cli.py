@@ -14,41 +14,36 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tinytnas_optuna import __version__
-from tinytnas_optuna._budget import FIGURES, HardwareBudget, parse_seconds
+from tinytnas_optuna._budget import HardwareBudget, parse_seconds
+from tinytnas_optuna._quiet import import_keras_quietly
+from tinytnas_optuna._study import SAMPLERS
 from tinytnas_optuna._training import SEARCH_STEPS
 from tinytnas_optuna._training import VAL_FRACTION as DEFAULT_VAL_FRACTION
 
 if TYPE_CHECKING:
-    import numpy as np
     import optuna
 
+    from tinytnas_optuna._data import SearchData
     from tinytnas_optuna._objective import TinyTNASObjective
     from tinytnas_optuna._results import SearchSummary
+    from tinytnas_optuna._storage import StorageSpec
 
-SAMPLERS = ("tinytnas", "tinytnas-paper", "random", "tpe", "gp", "nsga2")
 #: Refinement trainings after the greedy when there is no --timeout (with one: until the bound).
 DEFAULT_REFINE_TRIALS = 20
 METRICS = ("accuracy", "balanced_accuracy")
 DEFAULT_SEED = 0
-# Inputs that define what the study's trials mean: a resumed search must not change them.
-FIXED_INPUTS = ("dataset", "train_sha256", "val_sha256", "budget", "input_shape", "label_map",
-                "epochs", "steps", "metric", "seed", "sampler", "val_fraction")
 # 3: everything was written, but the answer is no better than chance (a warning says so).
 EXIT_FAILURE, EXIT_USAGE, EXIT_CHANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
-HEARTBEAT_SECONDS = 60
 
 UNITS_HELP = """\
 units:
@@ -175,9 +170,9 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: <file>-artifacts beside a SQLite or journal file, "
                              "else ./tinytnas-artifacts)")
     search.add_argument("--recover-older-than", type=float, metavar="SECONDS",
-                        help="on resume, mark FAIL only the trials left running for longer "
-                             "than this (default: all; use it while other workers run on a "
-                             "storage without heartbeat)")
+                        help="on resume, also mark FAIL the trials left running for longer "
+                             "than this by processes on other machines (default: only trials "
+                             "of processes on this machine that are provably gone)")
     storage_args(search)
     _progress_args(search)
 
@@ -209,17 +204,19 @@ def _parser() -> argparse.ArgumentParser:
                          help="bound on the whole retraining, export included (e.g. 2m)")
     retrain.add_argument("--test", metavar="FILE",
                          help="test .npz for the report (built-in datasets: their test split)")
+    _data_files_args(retrain)
 
     worker = sub.add_parser(
         "worker", help="join a running search as another worker", formatter_class=fmt,
-        description="Work on a study created by `tinytnas search` (same data, budget and "
-                    "settings, read from the study) until the search ends or its time bound "
-                    "is reached.",
+        description="Work on a study made by `tinytnas search` or from Python (same data, "
+                    "budget and settings, read from the study) until the search ends or its "
+                    "time bound is reached.",
         epilog=UNITS_HELP,
     )
     storage_args(worker)
     worker.add_argument("--timeout", metavar="TIME",
                         help="time bound of this worker (default: the search's remaining time)")
+    _data_files_args(worker)
     _progress_args(worker)
 
     dash = sub.add_parser("dashboard", help="serve optuna-dashboard on the storage",
@@ -246,208 +243,79 @@ def _port(text: str) -> int:
     return port
 
 
+def _data_files_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train", metavar="FILE",
+                   help="the search's training data (.npz) for a study made from Python, or "
+                        "moved files; checked against the study's content fingerprints "
+                        "(default: the data the study recorded)")
+    p.add_argument("--val", metavar="FILE", help="with --train: the search's validation data")
+
+
 def _progress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "live", "plain", "none"), default="auto",
                    help="live display on a terminal, log lines otherwise (default auto)")
 
 
-# -- storage ------------------------------------------------------------------------------------
+# -- library calls, their errors as one line -----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StorageSpec:
-    """A storage URL checked without touching it."""
-
-    url: str
-    sqlite_path: Path | None = None
-    journal_path: Path | None = None
-
-    def exists(self) -> bool:
-        """False when the storage certainly holds nothing yet (a missing file)."""
-        path = self.sqlite_path or self.journal_path
-        return path is None or path.exists()
-
-    def default_artifacts(self) -> Path:
-        return self._beside("artifacts")
-
-    def default_model(self) -> Path:
-        return self._beside("model")
-
-    def _beside(self, what: str) -> Path:
-        path = self.sqlite_path or self.journal_path
-        if path is not None:
-            return path.with_name(f"{path.stem}-{what}")
-        return Path(f"tinytnas-{what}")
-
-
-def parse_storage(url: str) -> StorageSpec:
-    """Check a storage URL's form and, for files, that their folder exists.
-
-    Args:
-        url: ``sqlite:///file.db``, another SQLAlchemy URL, or a ``.log`` journal file path.
-
-    Returns:
-        The :class:`StorageSpec`.
-
-    Raises:
-        UsageError: A malformed URL, an in-memory database, or a missing folder.
-    """
-    if "://" not in url:
-        if not url.endswith((".log", ".journal", ".jsonl")):
-            raise UsageError(f"--storage {url!r}: expected a database URL such as "
-                             "sqlite:///tinytnas.db or a journal file ending in .log")
-        path = Path(url).expanduser().resolve()
-        if not path.parent.is_dir():
-            raise UsageError(f"--storage {url!r}: folder {path.parent} does not exist")
-        return StorageSpec(url, journal_path=path)
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+def _storage(url: str) -> StorageSpec:
+    from tinytnas_optuna._storage import parse_storage
 
     try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise UsageError(f"--storage {url!r}: {_one_line(exc)}") from None
-    if parsed.get_backend_name() != "sqlite":
-        return StorageSpec(url)
-    if not parsed.database or parsed.database == ":memory:":
-        raise UsageError(f"--storage {url!r}: an in-memory database keeps nothing; "
-                         "give a file, e.g. sqlite:///tinytnas.db")
-    path = Path(parsed.database).expanduser().resolve()
-    if not path.parent.is_dir():
-        raise UsageError(f"--storage {url!r}: folder {path.parent} does not exist")
-    return StorageSpec(url, sqlite_path=path)
+        return parse_storage(url)
+    except ValueError as exc:
+        raise UsageError(_one_line(exc)) from None
 
 
-def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
-    """Open (and for a new database, create) the storage.
+def _open(spec: StorageSpec) -> optuna.storages.BaseStorage:
+    from tinytnas_optuna._storage import open_storage
 
-    Args:
-        spec: The checked storage.
-
-    Returns:
-        The Optuna storage.
-    """
-    import optuna
-
-    if spec.journal_path is not None:
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(str(spec.journal_path)))
     try:
-        if spec.sqlite_path is not None:  # one process: no heartbeat, recovery on resume
-            return optuna.storages.RDBStorage(spec.url)
-        # Several workers: a dead worker's trial is failed (and redone) after the grace period.
-        return optuna.storages.RDBStorage(spec.url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                          grace_period=3 * HEARTBEAT_SECONDS)
-    except Exception as exc:
-        raise CommandFailed(f"cannot open storage {spec.url}: {_one_line(exc)}") from None
+        return open_storage(spec)
+    except RuntimeError as exc:
+        raise CommandFailed(_one_line(exc)) from None
 
 
-def _existing_study(spec: StorageSpec, name: str) -> optuna.Study | None:
-    """The study if the storage holds it; never creates the storage."""
-    import optuna
+def _find_study(spec: StorageSpec, name: str) -> optuna.Study | None:
+    from tinytnas_optuna._storage import find_study
 
-    if not spec.exists():
-        return None
-    storage = open_storage(spec)
     try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return None
+        return find_study(spec, name)
+    except RuntimeError as exc:
+        raise CommandFailed(_one_line(exc)) from None
 
 
 def _load_study(spec: StorageSpec, name: str) -> optuna.Study:
-    """A study ``tinytnas search`` created; refuse anything else without writing."""
-    if not spec.exists():
-        raise UsageError(f"--storage {spec.url}: no such database file")
-    study = _existing_study(spec, name)
-    if study is None:
-        import optuna
-
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(spec))]
-        known = f"; studies there: {', '.join(names)}" if names else "; it holds no study"
-        raise UsageError(f"no study {name!r} in {spec.url}{known}")
-    if "budget" not in study.user_attrs:
-        raise UsageError(f"study {name!r} was not created by `tinytnas search` "
-                         "(it records no inputs)")
-    return study
-
-
-# -- data ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedData:
-    """The arrays a study trains on, with how to find them again."""
-
-    train: tuple[np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray] | None
-    test: tuple[np.ndarray, np.ndarray] | None
-    groups: np.ndarray | None
-    class_names: list[str] | None
-    record: dict[str, Any]
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_data(
-    dataset: str | None, train: str | None, val: str | None, *,
-    expect: dict[str, Any] | None = None,
-) -> LoadedData:
-    """Load a built-in dataset or the user's files.
-
-    Args:
-        dataset: Built-in dataset name.
-        train: Training ``.npz`` path.
-        val: Validation ``.npz`` path.
-        expect: Recorded inputs the files must match (their sha256).
-
-    Returns:
-        The :class:`LoadedData`.
-
-    Raises:
-        UsageError: Missing or bad data, or files that changed since the study recorded them.
-    """
-    from tinytnas_optuna.datasets import DataError, load_dataset, load_npz
+    """A study a search ran on (from Python or the shell); refuses anything else unwritten."""
+    from tinytnas_optuna._storage import load_search_study
 
     try:
-        if dataset is not None:
-            if val is not None:
-                raise UsageError("--val goes with --train: a built-in dataset brings its own "
-                                 "validation split")
-            ds = load_dataset(dataset)
-            return LoadedData((ds.x_train, ds.y_train), None, (ds.x_test, ds.y_test),
-                              ds.groups_train, list(ds.class_names), {"dataset": ds.name})
-        if train is None:
-            raise UsageError("no data: give --dataset NAME or --train FILE "
-                             "(see `tinytnas datasets`)")
-        record: dict[str, Any] = {"dataset": None}
-        arrays = {}
-        for role, path in (("train", train), ("val", val)):
-            if path is None:
-                record[f"{role}_path"] = record[f"{role}_sha256"] = None
-                continue
-            arrays[role] = load_npz(path, what=f"--{role} {path}")
-            record[f"{role}_path"] = str(Path(path).resolve())
-            record[f"{role}_sha256"] = sha256_file(path)
-            if expect and expect.get(f"{role}_sha256") not in (None, record[f"{role}_sha256"]):
-                raise UsageError(f"--{role} {path} changed since the study recorded it "
-                                 "(sha256 differs); refusing to mix data")
-        return LoadedData(arrays["train"], arrays.get("val"), None, None, None, record)
+        return load_search_study(spec, name)
+    except ValueError as exc:
+        raise UsageError(_one_line(exc)) from None
+    except RuntimeError as exc:
+        raise CommandFailed(_one_line(exc)) from None
+
+
+def _data(load: Any, *args: Any, **kwargs: Any) -> SearchData:
+    """``load(...)`` with bad data as a usage error."""
+    from tinytnas_optuna.datasets import DataError
+
+    try:
+        return load(*args, **kwargs)
     except DataError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_one_line(exc)) from None
 
 
-def _data_from_study(attrs: dict[str, Any]) -> LoadedData:
-    return load_data(attrs.get("dataset"), attrs.get("train_path"), attrs.get("val_path"),
-                     expect=attrs)
+def _bind(objective: TinyTNASObjective, study: optuna.Study) -> bool:
+    """Record or check the search's spec before any trial (a refused run trains nothing)."""
+    from tinytnas_optuna._study import StudyMismatchError
+
+    try:
+        return objective.bind(study)
+    except StudyMismatchError as exc:
+        raise UsageError(_one_line(exc)) from None
 
 
 # -- building the search ------------------------------------------------------------------------
@@ -461,40 +329,33 @@ def _positive(value: int | None, what: str) -> None:
 def _make_sampler(
     name: str, seed: int, refine_trials: int | None = None
 ) -> optuna.samplers.BaseSampler:
-    import optuna
+    from tinytnas_optuna._study import make_sampler
 
-    from tinytnas_optuna._sampler import TinyTNASSampler
-
-    if name == "gp":
-        import importlib.util
-
-        if importlib.util.find_spec("torch") is None:
-            raise UsageError("--sampler gp needs PyTorch, which is not installed "
-                             "(pip install torch)")
-        return optuna.samplers.GPSampler(seed=seed)
-    return {
-        "tinytnas": lambda: TinyTNASSampler(seed=seed, refine_trials=refine_trials),
-        "tinytnas-paper": lambda: TinyTNASSampler(seed=seed, refine=False),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-    }[name]()
+    try:
+        return make_sampler(name, seed=seed, refine_trials=refine_trials)
+    except ValueError as exc:
+        raise UsageError(_one_line(exc)) from None
 
 
 def _make_objective(
-    inputs: dict[str, Any], data: LoadedData, timeout: float | None, *, reserve_final: bool,
+    settings: dict[str, Any], data: SearchData, timeout: float | None, *, reserve_final: bool,
     clock_start: float | None = None,
 ) -> TinyTNASObjective:
+    """The objective of the given (or recorded, :class:`SearchSpec`) settings."""
     from tinytnas_optuna._objective import TinyTNASObjective
+    from tinytnas_optuna._space import C_RANGE, K_RANGE
 
     try:
         return TinyTNASObjective(
             data.train, val=data.val, groups=data.groups,
-            budget=HardwareBudget(**inputs["budget"]), epochs=inputs.get("epochs"),
-            steps=inputs.get("steps"),
-            seed=inputs["seed"], timeout=timeout, reserve_final=reserve_final,
-            clock_start=clock_start,
-            metric=inputs["metric"], val_fraction=inputs["val_fraction"],
+            budget=HardwareBudget(**settings["budget"]), epochs=settings.get("epochs"),
+            steps=settings.get("steps"), seed=settings["seed"], timeout=timeout,
+            reserve_final=reserve_final, clock_start=clock_start, metric=settings["metric"],
+            val_fraction=settings["val_fraction"],
+            k_range=tuple(settings.get("k_range") or K_RANGE),  # type: ignore[arg-type]
+            c_range=tuple(settings.get("c_range") or C_RANGE),  # type: ignore[arg-type]
+            batch_size=settings.get("batch_size"), learning_rate=settings.get("learning_rate"),
+            int8_io=bool(settings.get("int8_io")),
         )
     except ValueError as exc:  # DataError included: the data cannot be prepared
         raise UsageError(_one_line(exc)) from None
@@ -547,28 +408,6 @@ def _search_inputs(args: argparse.Namespace, recorded: dict[str, Any] | None) ->
     }
 
 
-def _describe(name: str, value: Any) -> str:
-    if name == "budget" and isinstance(value, dict):
-        return str(HardwareBudget(**value))
-    return repr(value)
-
-
-def _refuse_mix(recorded: dict[str, Any], inputs: dict[str, Any], study: str) -> None:
-    for name in FIXED_INPUTS:
-        if name in recorded and recorded[name] != inputs.get(name):
-            what = {"train_sha256": "training data (sha256)",
-                    "val_sha256": "validation data (sha256)"}.get(name, name.replace("_", " "))
-            raise UsageError(
-                f"study {study!r} was created with {what} {_describe(name, recorded[name])}, "
-                f"this run has {_describe(name, inputs.get(name))}; refusing to mix "
-                "(use another --study)"
-            )
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
 # -- commands -----------------------------------------------------------------------------------
 
 
@@ -597,28 +436,25 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from tinytnas_optuna._data import load_search_data, study_data
+
     # --timeout is the whole command's: loading the data and TensorFlow count too.
     clock_start = time.monotonic()
-    spec = parse_storage(args.storage)
+    spec = _storage(args.storage)
     timeout = _parse_timeout(args.timeout)
-    study = _existing_study(spec, args.study)
+    study = _find_study(spec, args.study)
     recorded = dict(study.user_attrs) if study is not None else {}
     if study is not None and "budget" not in recorded:
-        raise UsageError(f"study {args.study!r} exists in {spec.url} but was not created by "
-                         "`tinytnas search`; use another --study")
+        raise UsageError(f"study {args.study!r} exists in {spec.url} but was not made by a "
+                         "TinyTNAS search; use another --study")
     inputs = _search_inputs(args, recorded or None)
     if not inputs["sampler"].startswith("tinytnas") and timeout is None and args.trials is None:
         raise UsageError(f"--sampler {inputs['sampler']} never ends by itself: give --timeout "
                          "or --trials")
     if study is not None and args.dataset is None and args.train is None:
-        if args.val is not None:
-            raise UsageError("--val needs --train (a resumed search otherwise uses the data it "
-                             "recorded)")
-        data = _data_from_study(recorded)  # resuming with the recorded data
+        data = _data(study_data, recorded, val=args.val)  # resuming with the recorded data
     else:
-        data = load_data(args.dataset, args.train, args.val, expect=recorded or None)
-    inputs.update({k: data.record.get(k) for k in
-                   ("dataset", "train_path", "train_sha256", "val_path", "val_sha256")})
+        data = _data(load_search_data, args.dataset, args.train, args.val)
     refine_trials = args.refine_trials
     if refine_trials is None and timeout is None:
         refine_trials = DEFAULT_REFINE_TRIALS
@@ -634,50 +470,42 @@ def cmd_search(args: argparse.Namespace) -> int:
                          f"--artifact-dir {args.artifact_dir} would split them (leave it out)")
     objective = _make_objective(inputs, data, timeout, reserve_final=not args.no_model,
                                 clock_start=clock_start)
-    inputs["input_shape"] = list(objective.data.input_shape)
-    inputs["label_map"] = [_plain(v) for v in objective.data.classes]
-    if study is not None:
-        _refuse_mix(recorded, inputs, args.study)
 
-    # Everything is checked: from here on the storage (and the artifact folder) is written.
     import optuna
 
-    _upload_artifacts(objective, artifact_dir)
-
-    storage = study._storage if study is not None else open_storage(spec)
+    storage = study._storage if study is not None else _open(spec)
     study = optuna.create_study(storage=storage, study_name=args.study, direction="maximize",
                                 sampler=sampler, pruner=optuna.pruners.NopPruner(),
                                 load_if_exists=True)
-    if not recorded:
-        for key, value in {**inputs, "class_names": data.class_names,
-                           "artifact_dir": str(artifact_dir),
-                           "tinytnas_version": __version__}.items():
+    # The spec is checked before anything else is written: a refused resume changes nothing.
+    if _bind(objective, study):
+        for key, value in {**data.source, "class_names": data.class_names,
+                           "artifact_dir": str(artifact_dir)}.items():
             study.set_user_attr(key, value)
         from tinytnas_optuna._dashboard import set_metric_name
 
         set_metric_name(study, inputs["metric"])
     else:
-        # RESUME: stale trials of a crashed run are recovered here (tinytnas_optuna._recovery).
-        _recover_stale_trials(study, args.recover_older_than)
+        _recover(study, args.recover_older_than)
+    _upload_artifacts(objective, artifact_dir)
     study.set_user_attr("timeout_seconds", timeout)
     study.set_user_attr("search_ends_at", time.time() + timeout if timeout else None)
     study.set_user_attr("reserve_final", not args.no_model)
-    _print_start(study, inputs, data, timeout, resumed=bool(recorded))
+    _print_start(study, data, timeout, resumed=bool(recorded))
     started = time.monotonic()
-    code, summary = _optimize(study, objective, args, timeout=timeout, n_trials=args.trials,
-                              metric=inputs["metric"])
+    code, summary = _optimize(study, objective, args, timeout=timeout, n_trials=args.trials)
     if code == EXIT_INTERRUPTED or args.no_model or summary.best is None:
         return code
-    if timeout is not None and args.trials is None and not objective.out_of_time():
+    from tinytnas_optuna._study import stop_reason
+
+    if timeout is not None and stop_reason(study) == "search exhausted":
         print("The search ended before its time bound: every feasible candidate of the "
-              "refinement's grid was trained at every fidelity"
-              if inputs["sampler"] == "tinytnas" else "The search ended by itself.",
-              file=sys.stderr)
+              "refinement's grid was trained at every fidelity", file=sys.stderr)
     print(f"Final model: training k={summary.best.k}, c={summary.best.c}"
           + (f" within the remaining {_fmt_seconds(round(objective.end - time.monotonic()))}"
              if objective.end is not None else "") + f" into {out}/ ...",
           file=sys.stderr, flush=True)
-    report = _final_model(study, objective, data, out, attrs=dict(study.user_attrs))
+    report = _final_model(study, objective, data, out)
     print(report)
     print(f"Report: {out / 'report.json'}; search and final model took "
           f"{time.monotonic() - started:.0f} s")
@@ -687,24 +515,26 @@ def cmd_search(args: argparse.Namespace) -> int:
     return code
 
 
-def _final_model(study: optuna.Study, objective: TinyTNASObjective, data: LoadedData,
-                 out: Path, *, attrs: dict[str, Any]) -> Any:
+def _final_model(study: optuna.Study, objective: TinyTNASObjective, data: SearchData,
+                 out: Path) -> Any:
     """The search's final model within what is left of the time bound."""
     try:
         return objective.retrain_best(study, out_dir=out, test=data.test,
-                                      class_names=attrs.get("class_names"))
+                                      class_names=study.user_attrs.get("class_names"))
     except ValueError as exc:
         raise CommandFailed(_one_line(exc)) from None
 
 
-def _recover_stale_trials(study: optuna.Study, older_than: float | None) -> None:
-    """Fail the trials a crashed run left RUNNING, so the resumed search redoes them."""
-    from tinytnas_optuna._recovery import recover_stale_trials
+def _recover(study: optuna.Study, older_than: float | None) -> None:
+    """Fail the trials a dead run left RUNNING, so that the resumed search redoes them."""
+    from tinytnas_optuna._recovery import fail_dead_trials, recover_stale_trials
 
-    failed = recover_stale_trials(study, older_than=older_than)
+    failed = fail_dead_trials(study)
+    if older_than is not None:
+        failed += recover_stale_trials(study, older_than=older_than)
     if failed:
-        print(f"Recovered trials left running by an earlier run (marked FAIL, to be redone): "
-              f"{', '.join(map(str, failed))}", file=sys.stderr)
+        print(f"Recovered trials left running by a run that is gone (marked FAIL, to be "
+              f"redone): {', '.join(map(str, sorted(failed)))}", file=sys.stderr)
 
 
 def _parse_timeout(text: str | None) -> float | None:
@@ -716,15 +546,16 @@ def _parse_timeout(text: str | None) -> float | None:
         raise UsageError(_one_line(exc)) from None
 
 
-def _print_start(study: optuna.Study, inputs: dict[str, Any], data: LoadedData,
-                 timeout: float | None, *, resumed: bool) -> None:
-    source = inputs.get("dataset") or inputs.get("train_path")
+def _print_start(study: optuna.Study, data: SearchData, timeout: float | None, *,
+                 resumed: bool) -> None:
+    attrs = study.user_attrs
+    source = data.source.get("dataset") or data.source.get("train_path")
     done = len(study.get_trials(deepcopy=False))
     print(f"{'Resuming' if resumed else 'Starting'} search '{study.study_name}' on {source} "
-          f"(input {inputs['input_shape'][0]} x {inputs['input_shape'][1]}, "
-          f"{len(inputs['label_map'])} classes), budget "
-          f"{HardwareBudget(**inputs['budget'])}, {_training_desc(inputs)} per candidate, "
-          f"time bound {_fmt_seconds(timeout)}, sampler {inputs['sampler']}"
+          f"(input {attrs['input_shape'][0]} x {attrs['input_shape'][1]}, "
+          f"{len(attrs['label_map'])} classes), budget "
+          f"{HardwareBudget(**attrs['budget'])}, {_training_desc(attrs)} per candidate, "
+          f"time bound {_fmt_seconds(timeout)}, sampler {attrs['sampler']}"
           + (f", {done} trials recorded" if resumed else ""), file=sys.stderr, flush=True)
 
 
@@ -743,92 +574,35 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 def _optimize(
     study: optuna.Study, objective: TinyTNASObjective, args: argparse.Namespace, *,
-    timeout: float | None, n_trials: int | None, metric: str,
+    timeout: float | None, n_trials: int | None,
 ) -> tuple[int, SearchSummary]:
-    """Run the trials with progress, a clean Ctrl-C, and the summary at the end.
+    """Run the trials (:func:`~tinytnas_optuna._run.run_search`) and print the summary.
 
     Returns:
         The exit code so far and the search's summary.
     """
+    from tinytnas_optuna._run import run_search
 
-    from tinytnas_optuna._dashboard import DashboardCallback, publish_to_dashboard
-    from tinytnas_optuna._progress import SearchProgress
-    from tinytnas_optuna._results import summarize
-
-    interrupted = {"count": 0}
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        interrupted["count"] += 1
-        if interrupted["count"] > 1:
-            raise KeyboardInterrupt
-        print("\nStopping: the training in progress keeps its completed epochs (Ctrl-C "
-              "again to abort it)", file=sys.stderr, flush=True)
-        # As if the time bound were reached: the training in flight stops after this batch.
-        objective.request_stop()
-        try:
-            study.stop()
-        except RuntimeError:
-            pass
-
-    _import_keras_quietly()  # before the live display, which its log lines would break
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    mode = args.progress
-    progress = SearchProgress(study, timeout=timeout, metric=metric,
-                              live=None if mode == "auto" else mode == "live")
-    aborted = False
-    try:
-        if mode == "none":
-            study.optimize(objective, timeout=timeout, n_trials=n_trials,
-                           callbacks=[DashboardCallback()], catch=(Exception,))
-        else:
-            with progress:
-                study.optimize(objective, timeout=timeout, n_trials=n_trials,
-                               callbacks=[DashboardCallback()], catch=(Exception,))
-    except KeyboardInterrupt:
-        aborted = True
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    try:
-        publish_to_dashboard(study)
-    except Exception as exc:
-        print(f"tinytnas: warning: dashboard figures not saved: {_one_line(exc)}",
-              file=sys.stderr)
-    summary = summarize(study)
-    if interrupted["count"] or aborted:
+    run = run_search(study, objective, timeout=timeout, n_trials=n_trials,
+                     progress=args.progress)
+    for warning in run.warnings:
+        print(f"tinytnas: warning: {warning}", file=sys.stderr)
+    if run.interrupted:
         print("Interrupted. Best so far:", file=sys.stderr)
-    print(summary)
-    if interrupted["count"] or aborted:
-        return EXIT_INTERRUPTED, summary
-    if summary.warning:
-        print(f"tinytnas: {summary.warning}", file=sys.stderr)
-        return EXIT_CHANCE, summary
-    return 0, summary
-
-
-def _import_keras_quietly() -> None:
-    """Import Keras/TensorFlow with their start-up log lines (written by C++ to fd 2) dropped."""
-    import re
-    import tempfile
-
-    noise = re.compile(r"^(I\d{4} .*port\.cc|WARNING: All log messages before absl)")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import keras  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        capture.seek(0)
-        text = capture.read().decode(errors="replace")
-    kept = [line for line in text.splitlines() if line.strip() and not noise.match(line)]
-    if kept:
-        print("\n".join(kept), file=sys.stderr)
+    print(run.summary)
+    if run.interrupted:
+        return EXIT_INTERRUPTED, run.summary
+    if run.summary.warning:
+        print(f"tinytnas: {run.summary.warning}", file=sys.stderr)
+        return EXIT_CHANCE, run.summary
+    return 0, run.summary
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    spec = parse_storage(args.storage)
+    from tinytnas_optuna._data import study_data
+    from tinytnas_optuna._study import recorded_spec
+
+    spec = _storage(args.storage)
     timeout = _parse_timeout(args.timeout)
     study = _load_study(spec, args.study)
     attrs = dict(study.user_attrs)
@@ -839,30 +613,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
             print(f"The time bound of search '{args.study}' has passed; nothing to do "
                   "(give --timeout to work anyway).", file=sys.stderr)
             return 0
-    if timeout is None and not attrs["sampler"].startswith("tinytnas"):
-        raise UsageError(f"search {args.study!r} uses --sampler {attrs['sampler']}, which never "
-                         "ends by itself, and has no time bound: give --timeout")
-    data = _data_from_study(attrs)
-    sampler = _make_sampler(attrs["sampler"], attrs["seed"],
+    settings = recorded_spec(study)
+    if timeout is None and not settings.sampler.startswith("tinytnas"):
+        raise UsageError(f"search {args.study!r} uses the {settings.sampler} sampler, which "
+                         "never ends by itself, and has no time bound: give --timeout")
+    data = _data(study_data, attrs, train=args.train, val=args.val)
+    sampler = _make_sampler(settings.sampler, settings.seed,
                             DEFAULT_REFINE_TRIALS if timeout is None else None)
-    artifact_dir = Path(attrs["artifact_dir"]) if attrs.get("artifact_dir") else None
     # The search's own process trains the final model: a worker stops its search when that
     # process does (same estimate of the final training's time, from the same storage).
-    objective = _make_objective(attrs, data, timeout,
-                                reserve_final=bool(attrs.get("reserve_final")))
-    if list(objective.data.input_shape) != attrs["input_shape"]:
-        raise UsageError(f"the data now has input shape {objective.data.input_shape}, the "
-                         f"study recorded {tuple(attrs['input_shape'])}; refusing to mix")
-    if artifact_dir is not None:
-        _upload_artifacts(objective, artifact_dir)
+    objective = _make_objective(settings.to_attrs(), data, timeout,
+                                reserve_final=bool(attrs.get("reserve_final", True)))
     import optuna
 
     study = optuna.load_study(study_name=args.study, storage=study._storage, sampler=sampler,
                               pruner=optuna.pruners.NopPruner())
+    _bind(objective, study)  # other data than the search's is refused before any trial
+    if attrs.get("artifact_dir"):
+        _upload_artifacts(objective, Path(attrs["artifact_dir"]))
     print(f"Worker joining search '{args.study}' ({len(study.trials)} trials recorded), time "
           f"bound {_fmt_seconds(timeout)}", file=sys.stderr, flush=True)
-    code, _ = _optimize(study, objective, args, timeout=timeout, n_trials=None,
-                        metric=attrs["metric"])
+    code, _ = _optimize(study, objective, args, timeout=timeout, n_trials=None)
     return code
 
 
@@ -874,20 +645,21 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return [trial_row(t, metric) for t in study.get_trials(deepcopy=False)]
 
 
-_INPUT_KEYS = ("dataset", "train_path", "train_sha256", "val_path", "val_sha256", "budget",
-               "epochs", "steps", "timeout_seconds", "seed", "metric", "sampler", "val_fraction",
-               "label_map", "class_names", "input_shape", "artifact_dir")
+# Where the data came from and how long the last run was bound, besides the SearchSpec.
+_RUN_KEYS = ("dataset", "train_path", "train_sha256", "val_path", "val_sha256",
+             "timeout_seconds", "class_names", "artifact_dir")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from tinytnas_optuna._results import summarize
+    from tinytnas_optuna._study import recorded_spec
 
-    spec = parse_storage(args.storage)
-    study = _load_study(spec, args.study)
+    study = _load_study(_storage(args.storage), args.study)
     summary = summarize(study)
     rows = trial_rows(study)
     if args.json:
-        inputs = {k: study.user_attrs.get(k) for k in _INPUT_KEYS}
+        inputs = {**{k: study.user_attrs.get(k) for k in _RUN_KEYS},
+                  **recorded_spec(study).to_attrs()}
         best = summary.best.__dict__ if summary.best else None
         json.dump({"study": study.study_name, "inputs": inputs, "metric": summary.metric,
                    "best": best, "path": summary.path, "finished": summary.finished,
@@ -904,7 +676,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     else:
         attrs = study.user_attrs
-        print(f"Study '{study.study_name}': {attrs.get('dataset') or attrs.get('train_path')}, "
+        source = attrs.get("dataset") or attrs.get("train_path") or "data given in Python"
+        print(f"Study '{study.study_name}': {source}, "
               f"budget {HardwareBudget(**attrs['budget'])}, {_training_desc(attrs)}, "
               f"sampler {attrs.get('sampler')}")
         print(summary)
@@ -921,30 +694,28 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    spec = parse_storage(args.storage)
+    from tinytnas_optuna._data import study_data
+    from tinytnas_optuna._results import summarize
+    from tinytnas_optuna._retrain import retrain_best
+
+    spec = _storage(args.storage)
     _positive(args.epochs, "--epochs")
     _positive(args.steps, "--steps")
     timeout = _parse_timeout(args.timeout)
     study = _load_study(spec, args.study)
     attrs = dict(study.user_attrs)
-    from tinytnas_optuna._results import summarize
-    from tinytnas_optuna._retrain import retrain_best
-
     test = None
     # Bad input is refused before anything about the study is looked at.
     if args.test is not None:
-        from tinytnas_optuna.datasets import DataError, load_npz
+        from tinytnas_optuna.datasets import load_npz
 
-        try:
-            test = load_npz(args.test, what=f"--test {args.test}")
-        except DataError as exc:
-            raise UsageError(str(exc)) from None
+        test = _data(load_npz, args.test, what=f"--test {args.test}")
         if list(test[0].shape[1:]) != attrs["input_shape"]:
             raise UsageError(f"--test {args.test}: samples of shape {test[0].shape[1:]}, the "
                              f"study's are {tuple(attrs['input_shape'])}")
     if summarize(study).best is None:
         raise CommandFailed(f"study {args.study!r} has no feasible trained candidate to retrain")
-    data = _data_from_study(attrs)
+    data = _data(study_data, attrs, train=args.train, val=args.val)
     test = test if test is not None else data.test
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -952,15 +723,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     print(f"Retraining the best of '{args.study}'"
           + (f" within {_fmt_seconds(timeout)}" if timeout else "") + "...",
           file=sys.stderr, flush=True)
-    _import_keras_quietly()
+    import_keras_quietly()
     try:
+        # The search's seed, metric and split are read back from the study.
         report = retrain_best(
             study, data.train, val=data.val, test=test, steps=args.steps, epochs=args.epochs,
-            timeout=timeout, out_dir=out, groups=data.groups, seed=attrs.get("seed", 0),
-            class_names=attrs.get("class_names"), metric=attrs.get("metric", "accuracy"),
-            val_fraction=attrs.get("val_fraction", DEFAULT_VAL_FRACTION),
+            timeout=timeout, out_dir=out, groups=data.groups,
+            class_names=attrs.get("class_names"),
         )
-    except ValueError as exc:  # test labels outside the label map, for instance
+    except ValueError as exc:  # other data than the search's, test labels outside its classes
         raise UsageError(_one_line(exc)) from None
     print(report)
     print(f"Report: {out / 'report.json'}")
@@ -975,10 +746,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     from tinytnas_optuna._dashboard import make_dashboard_server, publish_to_dashboard
 
-    spec = parse_storage(args.storage)
+    spec = _storage(args.storage)
     if not spec.exists():
         raise UsageError(f"--storage {spec.url}: no such database file")
-    storage = open_storage(spec)
+    storage = _open(spec)
     # Every search's folder (a storage can hold several); --artifact-dir first, where uploads go.
     folders = [args.artifact_dir] if args.artifact_dir else []
     for summary in optuna.get_all_study_summaries(storage):
@@ -990,7 +761,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         try:
             publish_to_dashboard(study)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a view, never a reason to refuse serving
             print(f"tinytnas: warning: figures of '{summary.study_name}' not updated: "
                   f"{_one_line(exc)}", file=sys.stderr)
     for folder in folders:
