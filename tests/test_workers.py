@@ -21,7 +21,8 @@ import pytest
 from optuna.trial import TrialState
 
 from tinytnas_optuna._recovery import recover_stale_trials
-from tinytnas_optuna._sampler import TinyTNASSampler, trial_level
+from tinytnas_optuna._sampler import TinyTNASSampler
+from tinytnas_optuna._trial import trial_level
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _workers_helper import LENGTH, make_storage
