@@ -20,6 +20,7 @@ _EXPORTS = {
     "MeasurementError": "_hardware",
     "profile_model": "_hardware",
     "profile_architecture": "_hardware",
+    "profile_tflite": "_hardware",
     "estimate_profile": "_hardware",
     "convert_int8": "_hardware",
     "profile_cache_info": "_hardware",
@@ -74,6 +75,7 @@ __all__ = [
     "profile_architecture",
     "profile_cache_info",
     "profile_model",
+    "profile_tflite",
     "publish_to_dashboard",
     "recover_stale_trials",
     "retrain_best",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:
         profile_architecture,
         profile_cache_info,
         profile_model,
+        profile_tflite,
     )
     from tinytnas_optuna._objective import TinyTNASObjective
     from tinytnas_optuna._plots import plot_accuracy_vs_figures, plot_search_path, save_plots

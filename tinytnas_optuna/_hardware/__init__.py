@@ -31,6 +31,7 @@ from tinytnas_optuna._hardware._profile import (
     convert_and_profile,
     profile_architecture,
     profile_model,
+    profile_tflite,
 )
 from tinytnas_optuna._hardware._types import HardwareProfile, MeasurementError
 
@@ -46,6 +47,7 @@ __all__ = [
     "profile_architecture",
     "profile_cache_info",
     "profile_model",
+    "profile_tflite",
     "ram_32bit",
     "tflm_arena",
 ]

@@ -24,11 +24,13 @@ class _Graph:
         operators: Builtin operator name of every operator, in execution order.
         macs: Multiply-accumulates of one inference.
         subgraphs: Number of subgraphs.
+        int8_input: Whether the first input tensor is int8 (else float32, for our models).
     """
 
     operators: tuple[str, ...]
     macs: int
     subgraphs: int
+    int8_input: bool = False
 
 
 def _schema() -> ModuleType:
@@ -80,9 +82,10 @@ def _read_graph(model_bytes: bytes) -> _Graph:
                 if name in _MAC_OPS:
                     macs += _op_macs(name, graph, op)
         first = model.Subgraphs(0)
-        for i in range(first.InputsLength()):  # reading the input tensors validates them
-            first.Tensors(first.Inputs(i)).Type()
-        return _Graph(tuple(operators), macs, model.SubgraphsLength())
+        # Reading the input tensors validates them.
+        types = [first.Tensors(first.Inputs(i)).Type() for i in range(first.InputsLength())]
+        int8_input = bool(types) and types[0] == fb.TensorType.INT8
+        return _Graph(tuple(operators), macs, model.SubgraphsLength(), int8_input)
     except MeasurementError:
         raise
     except Exception as error:  # garbage bytes surface as struct/index errors

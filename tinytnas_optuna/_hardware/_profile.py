@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     import keras
     import numpy as np
 
-METHODS = ("measured", "analytic")
+METHODS = ("measured", "analytic", "target")
+
+#: The emulated core of ``method="target"`` unless another is named.
+DEFAULT_TARGET = "cortex-m4"
 
 # Figures only need sizes, so a few calibration samples suffice and keep conversion fast.
 _PROFILE_SAMPLES = 8
@@ -95,6 +98,85 @@ def _profile_bytes(model_bytes: bytes, int8_io: bool) -> HardwareProfile:
     )
 
 
+def _target_source(core: str, int8_io: bool) -> str:
+    """The ``source`` sentence of a target profile.
+
+    Args:
+        core: The emulated core.
+        int8_io: int8 instead of float32 input/output.
+
+    Returns:
+        How each figure was obtained.
+    """
+    io = "int8" if int8_io else "float32"
+    return (
+        f"RAM: smallest tensor arena with which TFLM's AllocateTensors succeeds on an emulated "
+        f"{core} (QEMU mps2; TFLM + CMSIS-NN from TINYTNAS_TFLM_SRC built with "
+        f"arm-none-eabi-gcc; bisection in the firmware), head/tail as TFLM reports them there; "
+        f"instructions: one Invoke under QEMU -icount; flash: length of the int8 flatbuffer "
+        f"({io} I/O); MACs: per-layer count of the converted graph."
+    )
+
+
+def _profile_on_target(model_bytes: bytes, core: str) -> HardwareProfile:
+    """Measure a converted model on an emulated core.
+
+    Args:
+        model_bytes: The int8 ``.tflite`` flatbuffer.
+        core: ``"cortex-m4"``, ``"cortex-m7"`` or ``"cortex-m33"``.
+
+    Returns:
+        The :class:`HardwareProfile` with ``method="target"``.
+
+    Raises:
+        MeasurementError: When the target run fails (``TargetUnavailable``, a subclass, when
+            the toolchain, QEMU or the sources are missing).
+    """
+    from tinytnas_optuna._target._qemu import run_on_target
+
+    graph = _read_graph(model_bytes)  # refuse garbage before it reaches the target
+    run = run_on_target(model_bytes, core=core)
+    return HardwareProfile(
+        ram=run.min_arena,
+        flash=len(model_bytes),
+        macs=graph.macs,
+        method="target",
+        source=_target_source(core, graph.int8_input),
+        operators=tuple(sorted(set(graph.operators))),
+        target=core,
+        arena_head=run.report.head,
+        arena_tail=run.report.tail,
+        instructions=run.instructions,
+    )
+
+
+def profile_tflite(
+    model_bytes: bytes, *, method: str = "measured", target: str = DEFAULT_TARGET
+) -> HardwareProfile:
+    """Profile an int8 ``.tflite`` flatbuffer as it is; not cached.
+
+    Args:
+        model_bytes: The flatbuffer.
+        method: ``"measured"`` (TFLM on this host, 32-bit figure derived) or ``"target"``.
+        target: The emulated core of ``"target"``.
+
+    Returns:
+        The :class:`HardwareProfile`.
+
+    Raises:
+        ValueError: For an unknown method or target, or ``"analytic"`` (needs an architecture).
+        MeasurementError: When a measurement fails.
+    """
+    _check_method(method, target)
+    if method == "analytic":
+        raise ValueError("method 'analytic' needs an architecture, not .tflite bytes")
+    graph = _read_graph(model_bytes)
+    if method == "target":
+        return _profile_on_target(model_bytes, target)
+    with FD2_LOCK:
+        return _profile_bytes(model_bytes, graph.int8_input)
+
+
 def convert_and_profile(
     model: keras.Model,
     representative_data: Iterable[Any] | np.ndarray | None,
@@ -123,52 +205,68 @@ def convert_and_profile(
         return model_bytes, _profile_bytes(model_bytes, int8_io)
 
 
-def _check_method(method: str) -> None:
-    """Refuse a method other than those of :data:`METHODS`.
+def _check_method(method: str, target: str = DEFAULT_TARGET) -> None:
+    """Refuse a method other than those of :data:`METHODS`, or an unknown target core.
 
     Args:
         method: The method asked for.
+        target: The emulated core asked for.
 
     Raises:
-        ValueError: For an unknown method.
+        ValueError: For an unknown method or target.
     """
+    from tinytnas_optuna._target._build import check_core
+
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_core(target)
 
 
-def _measure_model(model: keras.Model, int8_io: bool) -> HardwareProfile:
+def _measure_model(
+    model: keras.Model, int8_io: bool, target: str | None = None
+) -> HardwareProfile:
     """Convert (with non-zero biases, few calibration samples) and measure; not cached.
 
     Args:
         model: The Keras model; its weights are restored afterwards.
         int8_io: int8 instead of float32 input/output.
+        target: Measure on this emulated core instead of this host.
 
     Returns:
         The measured :class:`HardwareProfile`.
 
     Raises:
-        MeasurementError: When conversion or TFLM fails.
+        MeasurementError: When conversion, TFLM or the target run fails.
     """
     with FD2_LOCK, _nonzero_biases(model):
         model_bytes = _convert(model, None, int8_io, True, samples=_PROFILE_SAMPLES)
-        return _profile_bytes(model_bytes, int8_io)
+        if target is None:
+            return _profile_bytes(model_bytes, int8_io)
+    return _profile_on_target(model_bytes, target)
 
 
 def profile_architecture(
-    arch: Architecture, *, method: str = "measured", int8_io: bool = False
+    arch: Architecture,
+    *,
+    method: str = "measured",
+    int8_io: bool = False,
+    target: str = DEFAULT_TARGET,
 ) -> HardwareProfile:
     """Profile the network an :class:`Architecture` describes; cached per process.
 
     Args:
         arch: The architecture (from :func:`~tinytnas_optuna._space.architecture`).
-        method: ``"measured"`` (convert + TFLM) or ``"analytic"`` (:func:`estimate_profile`).
+        method: ``"measured"`` (convert + TFLM on this host), ``"analytic"``
+            (:func:`estimate_profile`) or ``"target"`` (convert + TFLM on an emulated core).
         int8_io: int8 instead of float32 input/output.
+        target: The emulated core of ``"target"`` (``cortex-m4``, ``cortex-m7``,
+            ``cortex-m33``).
 
     Returns:
         The :class:`HardwareProfile`.
 
     Raises:
-        ValueError: For an unknown method or an architecture outside the family.
+        ValueError: For an unknown method or target, or an architecture outside the family.
         MeasurementError: When a measurement fails.
 
     Examples:
@@ -176,18 +274,37 @@ def profile_architecture(
         >>> profile_architecture(arch, method="analytic") == estimate_profile(arch)
         True
     """
-    _check_method(method)
+    _check_method(method, target)
     _check_family(arch)
     if method == "analytic":
         return PROFILE_CACHE.get(
             (arch, method, int8_io), lambda: estimate_profile(arch, int8_io=int8_io)
         )
 
+    on = target if method == "target" else None
+
     def measure() -> HardwareProfile:
         model = build_model(arch.widths[0], arch.cells, arch.input_shape, arch.num_classes)
-        return _measure_model(model, int8_io)
+        return _measure_model(model, int8_io, on)
 
-    return PROFILE_CACHE.get((arch, method, int8_io), measure)
+    return PROFILE_CACHE.get((arch, _cache_method(method, target), int8_io), measure)
+
+
+def _cache_method(method: str, target: str) -> str:
+    """The method part of a cache key: a target profile is per core.
+
+    Args:
+        method: The method.
+        target: The emulated core.
+
+    Returns:
+        ``method``, or ``"target:<core>"``.
+
+    Examples:
+        >>> _cache_method("target", "cortex-m7"), _cache_method("measured", "cortex-m7")
+        ('target:cortex-m7', 'measured')
+    """
+    return f"target:{target}" if method == "target" else method
 
 
 def _check_family(arch: Architecture) -> None:
@@ -253,6 +370,7 @@ def profile_model(
     *,
     method: str = "measured",
     int8_io: bool = False,
+    target: str = DEFAULT_TARGET,
 ) -> HardwareProfile:
     """Profile a Keras model; cached by its structural signature.
 
@@ -261,25 +379,30 @@ def profile_model(
             restored; see :func:`~tinytnas_optuna._hardware._convert._nonzero_biases`).
         representative_data: Ignored for the figures (sizes do not depend on calibration
             values); accepted so callers can pass what they would pass to the converter.
-        method: ``"measured"`` or ``"analytic"`` (TinyTNAS-family models only).
+        method: ``"measured"`` (this host), ``"analytic"`` (TinyTNAS-family models only) or
+            ``"target"`` (an emulated core: RAM is the smallest arena that works there).
         int8_io: int8 instead of float32 input/output.
+        target: The emulated core of ``"target"`` (``cortex-m4``, ``cortex-m7``,
+            ``cortex-m33``).
 
     Returns:
         The :class:`HardwareProfile`.
 
     Raises:
-        ValueError: For an unknown method, or ``"analytic"`` on a model outside the family.
+        ValueError: For an unknown method or target, or ``"analytic"`` on a model outside the
+            family.
         MeasurementError: When a measurement fails.
     """
     del representative_data  # figures depend on sizes only; see ProfileCache
-    _check_method(method)
+    _check_method(method, target)
     if method == "analytic":
         arch = architecture_of(model)
         return PROFILE_CACHE.get(
             (arch, method, int8_io), lambda: estimate_profile(arch, int8_io=int8_io)
         )
-    key = (model_signature(model), method, int8_io)
-    return PROFILE_CACHE.get(key, lambda: _measure_model(model, int8_io))
+    key = (model_signature(model), _cache_method(method, target), int8_io)
+    on = target if method == "target" else None
+    return PROFILE_CACHE.get(key, lambda: _measure_model(model, int8_io, on))
 
 
 def architecture_of(model: keras.Model) -> Architecture:

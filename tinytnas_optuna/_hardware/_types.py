@@ -19,13 +19,18 @@ class HardwareProfile:
     """RAM, flash and MACs of one network, and how they were obtained.
 
     Attributes:
-        ram: Bytes of TFLM tensor arena on a 32-bit microcontroller.
+        ram: Bytes of TFLM tensor arena on a 32-bit microcontroller (``"target"``: the
+            smallest arena with which ``AllocateTensors`` succeeds on the emulated core).
         flash: Bytes of the int8 ``.tflite`` flatbuffer.
         macs: Multiply-accumulates of one inference (conv, depthwise conv, fully connected).
-        method: ``"measured"`` or ``"analytic"``.
+        method: ``"measured"``, ``"analytic"`` or ``"target"``.
         source: One sentence saying how each figure was obtained.
         ram_host: TFLM's own arena total on this 64-bit host (None for analytic figures).
         operators: TFLite builtin operator names in the model, sorted (expected set if analytic).
+        target: The emulated core of a ``"target"`` profile, e.g. ``"cortex-m4"``.
+        arena_head: TFLM's reported head (planned buffers) on the target.
+        arena_tail: TFLM's reported tail (persistent buffers) on the target.
+        instructions: Instructions one inference executes on the target.
     """
 
     ram: int
@@ -35,6 +40,10 @@ class HardwareProfile:
     source: str
     ram_host: int | None = None
     operators: tuple[str, ...] = ()
+    target: str | None = None
+    arena_head: int | None = None
+    arena_tail: int | None = None
+    instructions: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The profile as JSON-ready plain values (operators as a list).

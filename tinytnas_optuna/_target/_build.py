@@ -23,6 +23,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tinytnas_optuna._hardware._types import MeasurementError
+
 #: Cores the runner is built for, and their name in ``fw/Makefile`` (which holds the flags).
 CORES: dict[str, str] = {
     "cortex-m4": "m4",
@@ -43,8 +45,8 @@ _NEEDED = ("tflite-micro", "CMSIS-NN", "CMSIS_6", "flatbuffers", "gemmlowp", "ru
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "make")
 
 
-class TargetUnavailable(RuntimeError):
-    """The toolchain, the emulator or the third-party sources are missing."""
+class TargetUnavailable(MeasurementError):
+    """The toolchain, the emulator or the third-party sources are missing: no target figure."""
 
 
 def cache_dir() -> Path:
