@@ -27,6 +27,7 @@ from tinytnas_optuna import __version__
 from tinytnas_optuna._budget import HardwareBudget, parse_seconds
 from tinytnas_optuna._quiet import import_keras_quietly
 from tinytnas_optuna._study import SAMPLERS
+from tinytnas_optuna._target._build import CORES
 from tinytnas_optuna._training import SEARCH_STEPS
 from tinytnas_optuna._training import VAL_FRACTION as DEFAULT_VAL_FRACTION
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 DEFAULT_REFINE_TRIALS = 20
 METRICS = ("accuracy", "balanced_accuracy")
 DEFAULT_SEED = 0
+TARGETS = tuple(CORES)
 # 3: everything was written, but the answer is no better than chance (a warning says so).
 EXIT_FAILURE, EXIT_USAGE, EXIT_CHANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -67,6 +69,7 @@ examples:
   tinytnas show --storage sqlite:///tinytnas.db --study har --plots plots/
   tinytnas retrain --storage sqlite:///tinytnas.db --study har --out best/ --timeout 5m
   tinytnas dashboard --storage sqlite:///tinytnas.db
+  tinytnas profile best/model.tflite --target cortex-m4
 """
 
 
@@ -229,6 +232,18 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("--artifact-dir", metavar="DIR",
                       help="artifact folder, where uploads go (default: the folders the "
                            "searches recorded, all served)")
+    prof = sub.add_parser(
+        "profile", help="flash, MACs and RAM of a .tflite (host-derived, or on an emulated core)",
+        formatter_class=fmt,
+        description="Flash, MACs and the 32-bit RAM derived from TFLM on this host; with "
+                    "--target also the smallest arena with which TFLM allocates on an emulated "
+                    "Cortex-M core (QEMU; needs arm-none-eabi-gcc, qemu-system-arm and "
+                    "TINYTNAS_TFLM_SRC, see docs/figures.md).",
+    )
+    prof.add_argument("file", metavar="FILE.tflite", help="an int8 .tflite model")
+    prof.add_argument("--target", choices=TARGETS, metavar="CORE",
+                      help=f"also measure on this emulated core: {', '.join(TARGETS)}")
+    prof.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -787,8 +802,49 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from tinytnas_optuna._hardware import MeasurementError, profile_tflite
+    from tinytnas_optuna._hardware._flatbuffer import _read_graph
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{args.file}: {exc.strerror}") from None
+    try:
+        _read_graph(data)
+    except MeasurementError as exc:
+        raise UsageError(f"{args.file}: {_one_line(exc)}") from None
+    try:
+        host = profile_tflite(data)
+        on_target = profile_tflite(data, method="target", target=args.target) if args.target \
+            else None
+    except MeasurementError as exc:
+        raise CommandFailed(f"{args.file}: {_one_line(exc)}") from None
+    figures = {
+        "flash": host.flash,
+        "macs": host.macs,
+        "ram": host.ram,
+        "ram_target": on_target.ram if on_target else None,
+        "target": args.target,
+        "instructions": on_target.instructions if on_target else None,
+        "cycles": None,  # no cycle model yet: instructions are counted, not timed
+        "latency_ms": None,
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    print(f"{args.file}: flash {host.flash:,} B, {host.macs:,} MACs")
+    print(f"RAM, 32-bit derived from TFLM on this host: {host.ram:,} B")
+    if on_target:
+        print(f"RAM on {args.target} (smallest arena TFLM allocates with): {on_target.ram:,} B "
+              f"(TFLM reports head {on_target.arena_head:,} + tail {on_target.arena_tail:,})")
+        print(f"instructions per inference on {args.target}: {on_target.instructions:,}")
+    return 0
+
+
 COMMANDS = {
     "datasets": cmd_datasets,
+    "profile": cmd_profile,
     "search": cmd_search,
     "show": cmd_show,
     "retrain": cmd_retrain,
@@ -811,7 +867,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or argparse's own usage error (exit 2)
         return int(exc.code or 0)
-    if args.command != "datasets":
+    if args.command not in ("datasets", "profile"):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress shows what matters
