@@ -8,7 +8,7 @@ report into the arena of a 32-bit microcontroller (derivation in ``docs/figures.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tinytnas_optuna._hardware._flatbuffer import _read_graph
 from tinytnas_optuna._hardware._types import MeasurementError
@@ -74,6 +74,10 @@ class ArenaReport:
         records: The per-kind lines.
         subgraphs: Number of subgraphs in the model (for the alignment slack).
         text: The raw captured report.
+        min_arena: The smallest arena found to let ``AllocateTensors`` succeed on this host,
+            searched in 16-byte steps above ``total`` only when ``total`` itself fails (the
+            memory planner's temporary data can outgrow a small head); None: not searched,
+            taken as ``total``.
     """
 
     total: int
@@ -82,6 +86,17 @@ class ArenaReport:
     records: tuple[AllocationRecord, ...]
     subgraphs: int
     text: str
+    min_arena: int | None = None
+
+    @property
+    def shortfall(self) -> int:
+        """Bytes beyond the reported total that ``AllocateTensors`` needs on this host (>= 0).
+
+        Examples:
+            >>> ArenaReport(1000, 100, 900, (), 1, "", min_arena=1216).shortfall
+            216
+        """
+        return max(0, (self.min_arena or self.total) - self.total)
 
     def record(self, kind: str) -> AllocationRecord | None:
         """The record of one kind.
@@ -159,7 +174,51 @@ def tflm_arena(model_bytes: bytes) -> ArenaReport:
                 raise MeasurementError(
                     f"TFLM failed: {type(error).__name__}: {error}\n{tail(text)}"
                 ) from error
-    return parse_arena_report(text, subgraphs=graph.subgraphs)
+        report = parse_arena_report(text, subgraphs=graph.subgraphs)
+        return replace(report, min_arena=_host_min_arena(data, report.total, arena))
+
+
+def _host_min_arena(data: bytes, total: int, works: int) -> int:
+    """The smallest arena (16-byte steps above ``total``) with which TFLM allocates here.
+
+    TFLM's reported total is not always enough: while planning, it holds temporary data
+    (allocation info per tensor, planner scratch per buffer) on the head side, freed before it
+    reports, and with a small planned head that peak exceeds the total. Call with
+    :data:`~tinytnas_optuna._quiet.FD2_LOCK` held.
+
+    Args:
+        data: The model.
+        total: TFLM's reported arena total.
+        works: An arena size known to work.
+
+    Returns:
+        ``total`` when it works (one interpreter made), else the smallest multiple of 16
+        above it that works (bisection, about 10 interpreters).
+    """
+    from tflite_micro.python.tflite_micro import runtime
+
+    def allocates(size: int) -> bool:
+        with capture_fd2():
+            try:
+                runtime.Interpreter.from_bytes(data, arena_size=size)
+            except Exception:  # noqa: BLE001 - TFLM reports every allocation failure so
+                return False
+        return True
+
+    if allocates(total):
+        return total
+    low, high = total, works
+    if allocates(2 * total):
+        high = 2 * total
+    while high - low > ARENA_ALIGNMENT:
+        middle = _align_up((low + high) // 2)
+        if middle >= high:
+            break
+        if allocates(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def parse_arena_report(text: str, *, subgraphs: int = 1) -> ArenaReport:
@@ -224,7 +283,10 @@ def ram_32bit(report: ArenaReport) -> int:
     of :data:`STRUCT_SIZES` whose requested bytes are exactly ``count * size64`` shrinks by
     ``count * (size64 - size32)``; every other tail byte is kept at its 64-bit size. Each
     shrunk allocation may misalign the next 16-byte-aligned one, so 15 bytes are added per
-    shrunk allocation; the sum is rounded up to 16 and never exceeds the host figure.
+    shrunk allocation. The host's :attr:`~ArenaReport.shortfall` (what the memory planner's
+    temporary data needs beyond the total) is added unchanged: those temporaries are no
+    larger on 32-bit, and the tail they sit on has shrunk. The sum is rounded up to 16 and
+    never exceeds the host's smallest working arena.
 
     Args:
         report: A parsed TFLM report.
@@ -239,6 +301,11 @@ def ram_32bit(report: ArenaReport) -> int:
         >>> tensors = AllocationRecord("TfLiteEvalTensor data", 240, 240, 10, "allocations")
         >>> ram_32bit(ArenaReport(1000, 600, 400, (tensors,), 1, ""))
         896
+
+        A planner that needed 1,200 bytes on the host needs those 200 bytes on top:
+
+        >>> ram_32bit(ArenaReport(1000, 600, 400, (tensors,), 1, "", min_arena=1200))
+        1104
     """
     saved = 0
     slack = 0
@@ -249,5 +316,5 @@ def ram_32bit(report: ArenaReport) -> int:
         saved += record.count * (size64 - size32)
         allocations = report.subgraphs if kind in _ONE_ALLOCATION_PER_SUBGRAPH else record.count
         slack += (ARENA_ALIGNMENT - 1) * allocations
-    derived = _align_up(report.head + report.tail - saved + slack)
-    return min(derived, report.total)
+    derived = _align_up(report.head + report.tail - saved + slack + report.shortfall)
+    return min(derived, report.total + report.shortfall)
