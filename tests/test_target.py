@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +24,7 @@ from tinytnas_optuna._hardware._convert import _convert, _nonzero_biases
 from tinytnas_optuna._hardware._estimate import estimate_profile
 from tinytnas_optuna._quiet import FD2_LOCK, capture_fd2
 from tinytnas_optuna._space import architecture, build_model
-from tinytnas_optuna._target._build import SOURCES_ENV, build_keys, build_runner
+from tinytnas_optuna._target._build import SOURCES_ENV, build_keys, build_runner, resolve_sources
 from tinytnas_optuna._target._qemu import run_on_target
 
 
@@ -189,7 +188,7 @@ def test_failed_target_runs_raise(target):
 def test_build_is_keyed_by_its_inputs(target):
     elf = build_runner(target)
     assert build_runner(target) == elf and elf.exists()  # cached
-    sources = Path(os.environ[SOURCES_ENV])
+    sources = resolve_sources()
     assert build_keys(sources) != build_keys(sources.parent)
     lib_key, elf_key = build_keys(sources)
     assert elf.parent.name == f"app-{elf_key}" and elf.parent.parent.name.endswith(lib_key)
