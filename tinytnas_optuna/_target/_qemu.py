@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from tinytnas_optuna._hardware._arena import ArenaReport, parse_arena_report
 from tinytnas_optuna._hardware._types import MeasurementError
 from tinytnas_optuna._target._build import TargetUnavailable, build_runner, check_core
+from tinytnas_optuna._target._cycles import count_cycles
 
 #: QEMU board per core, the blob's address on it, and instructions per SysTick tick under
 #: ``-icount shift=0`` (SysTick's reference clock: 25 MHz on an386/an500, 20 MHz on an505).
@@ -64,13 +65,16 @@ class TargetRun:
     text: str = field(repr=False)
 
 
-def make_blob(model: bytes, inputs: bytes = b"", arena_size: int = 0) -> bytes:
+def make_blob(
+    model: bytes, inputs: bytes = b"", arena_size: int = 0, min_arena: bool = True
+) -> bytes:
     """The bytes the runner reads at its blob address.
 
     Args:
         model: The ``.tflite`` flatbuffer.
         inputs: The input tensor's raw bytes (empty: all zeros).
         arena_size: Arena bytes to offer (0: the runner's 512 KiB).
+        min_arena: Let the runner search the smallest working arena.
 
     Returns:
         Header (magic, lengths, arena size, 1 invoke, flags), model padded to 16, input.
@@ -81,7 +85,7 @@ def make_blob(model: bytes, inputs: bytes = b"", arena_size: int = 0) -> bytes:
         (82, b'TTNB', b'abc', b'xy')
     """
     header = struct.pack(
-        "<6I", _MAGIC, len(model), len(inputs), arena_size, 1, _FLAG_MIN_ARENA
+        "<6I", _MAGIC, len(model), len(inputs), arena_size, 1, _FLAG_MIN_ARENA if min_arena else 0
     ).ljust(64, b"\0")
     return header + model + b"\0" * (-len(model) % 16) + inputs
 
@@ -163,6 +167,31 @@ def run_on_target(
         TargetUnavailable: When QEMU, the toolchain or the sources are missing.
         MeasurementError: When the run fails, hangs or prints no complete report.
     """
+    start = time.perf_counter()
+    text, _ = _launch(make_blob(bytes(model), bytes(inputs), arena_size), core, timeout,
+                      ["-icount", "shift=0,align=off,sleep=off"])
+    return parse_run(text, core, time.perf_counter() - start)
+
+
+def _launch(blob: bytes, core: str, timeout: float, options: list[str],
+            trace: bool = False) -> tuple[str, str]:
+    """Run the runner once in QEMU on a blob.
+
+    Args:
+        blob: See :func:`make_blob`.
+        core: The emulated core.
+        timeout: Seconds before the run counts as hung.
+        options: More QEMU options.
+        trace: Also log translated and executed blocks (``-d in_asm,exec,nochain``).
+
+    Returns:
+        ``(what the runner printed, the QEMU log or "")``.
+
+    Raises:
+        ValueError: For an unknown core.
+        TargetUnavailable: When QEMU, the toolchain or the sources are missing.
+        MeasurementError: When the run fails or hangs.
+    """
     short = check_core(core)
     qemu = shutil.which("qemu-system-arm")
     if qemu is None:
@@ -170,24 +199,58 @@ def run_on_target(
     elf = build_runner(core)
     machine, address, _ = BOARDS[short]
     with tempfile.TemporaryDirectory(prefix="tinytnas-target-") as tmp:
-        blob = os.path.join(tmp, "blob.bin")
-        with open(blob, "wb") as f:
-            f.write(make_blob(bytes(model), bytes(inputs), arena_size))
+        path = os.path.join(tmp, "blob.bin")
+        with open(path, "wb") as f:
+            f.write(blob)
+        log = os.path.join(tmp, "qemu.log")
         command = [
             qemu, "-M", machine, "-nographic", "-monitor", "none", "-serial", "null",
             "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-            "-device", f"loader,file={blob},addr={address:#x},force-raw=on",
-            "-icount", "shift=0,align=off,sleep=off",
+            "-device", f"loader,file={path},addr={address:#x},force-raw=on", *options,
         ]
-        start = time.perf_counter()
+        if trace:
+            command += ["-d", "in_asm,exec,nochain", "-D", log]
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                   check=False)
         except subprocess.TimeoutExpired as error:
             raise MeasurementError(f"target run on {core} hung for {timeout:g} s") from error
-    text = proc.stdout + proc.stderr
-    if proc.returncode or "TT_DONE" not in text:
-        reason = re.search(r"TT_ERROR (.*)", text)
-        detail = reason.group(1) if reason else f"exit status {proc.returncode}"
-        raise MeasurementError(f"target run on {core} failed: {detail}\n{text[-2000:]}")
-    return parse_run(text, core, time.perf_counter() - start)
+        text = proc.stdout + proc.stderr
+        if proc.returncode or "TT_DONE" not in text:
+            reason = re.search(r"TT_ERROR (.*)", text)
+            detail = reason.group(1) if reason else f"exit status {proc.returncode}"
+            raise MeasurementError(f"target run on {core} failed: {detail}\n{text[-2000:]}")
+        if not trace:
+            return text, ""
+        with open(log, encoding="utf-8", errors="replace") as f:
+            return text, f.read()
+
+
+def measure_cycles(
+    model: bytes, inputs: bytes = b"", *, core: str = "cortex-m4", timeout: float = TIMEOUT
+) -> tuple[int, int]:
+    """Instructions and estimated cycles of one ``Invoke`` on an emulated core.
+
+    One QEMU launch with block tracing (about 0.5-2 s); the timing model is in
+    :mod:`._cycles`.
+
+    Args:
+        model: An int8 ``.tflite`` flatbuffer.
+        inputs: The input tensor's raw bytes (empty: all zeros).
+        core: ``"cortex-m4"``, ``"cortex-m7"`` or ``"cortex-m33"``.
+        timeout: Seconds before the run counts as hung.
+
+    Returns:
+        ``(instructions, cycles)``.
+
+    Raises:
+        ValueError: For an unknown core.
+        TargetUnavailable: When QEMU, the toolchain or the sources are missing.
+        MeasurementError: When the run fails or its trace cannot be read.
+    """
+    blob = make_blob(bytes(model), bytes(inputs), min_arena=False)
+    _, log = _launch(blob, core, timeout, [], trace=True)
+    try:
+        return count_cycles(log, core)
+    except ValueError as error:
+        raise MeasurementError(f"cycle count on {core}: {error}") from error
