@@ -21,6 +21,10 @@ _EXPORTS = {
     "profile_model": "_hardware",
     "profile_architecture": "_hardware",
     "profile_tflite": "_hardware",
+    "run_on_target": "_target",
+    "measure_cycles": "_target",
+    "Board": "_target",
+    "BOARDS": "_target",
     "estimate_profile": "_hardware",
     "convert_int8": "_hardware",
     "profile_cache_info": "_hardware",
@@ -48,7 +52,9 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BOARDS",
     "Architecture",
+    "Board",
     "CandidateRecord",
     "DashboardCallback",
     "HardwareAwarePruner",
@@ -70,6 +76,7 @@ __all__ = [
     "convert_int8",
     "estimate_profile",
     "fail_dead_trials",
+    "measure_cycles",
     "plot_accuracy_vs_figures",
     "plot_search_path",
     "profile_architecture",
@@ -79,6 +86,7 @@ __all__ = [
     "publish_to_dashboard",
     "recover_stale_trials",
     "retrain_best",
+    "run_on_target",
     "save_plots",
     "summarize",
 ]
@@ -111,6 +119,7 @@ if TYPE_CHECKING:
     from tinytnas_optuna._sampler import TinyTNASSampler
     from tinytnas_optuna._space import Architecture, architecture, build_model
     from tinytnas_optuna._study import SearchSpec, StudyMismatchError
+    from tinytnas_optuna._target import BOARDS, Board, measure_cycles, run_on_target
     from tinytnas_optuna._training import PreparedData
     from tinytnas_optuna._trial import CandidateRecord
 

@@ -27,6 +27,7 @@ from tinytnas_optuna import __version__
 from tinytnas_optuna._budget import HardwareBudget, parse_seconds
 from tinytnas_optuna._quiet import import_keras_quietly
 from tinytnas_optuna._study import SAMPLERS
+from tinytnas_optuna._target._boards import BOARDS
 from tinytnas_optuna._target._build import CORES
 from tinytnas_optuna._training import SEARCH_STEPS
 from tinytnas_optuna._training import VAL_FRACTION as DEFAULT_VAL_FRACTION
@@ -236,14 +237,24 @@ def _parser() -> argparse.ArgumentParser:
         "profile", help="flash, MACs and RAM of a .tflite (host-derived, or on an emulated core)",
         formatter_class=fmt,
         description="Flash, MACs and the 32-bit RAM derived from TFLM on this host; with "
-                    "--target also the smallest arena with which TFLM allocates on an emulated "
-                    "Cortex-M core (QEMU; needs arm-none-eabi-gcc, qemu-system-arm and "
-                    "TINYTNAS_TFLM_SRC, see docs/figures.md).",
+                    "--target (or --board) also the smallest arena with which TFLM allocates "
+                    "on an emulated Cortex-M core and the cycles of one inference (QEMU; needs "
+                    "arm-none-eabi-gcc, qemu-system-arm and TINYTNAS_TFLM_SRC, see "
+                    "docs/figures.md); with --board the latency at its clock.",
     )
     prof.add_argument("file", metavar="FILE.tflite", help="an int8 .tflite model")
     prof.add_argument("--target", choices=TARGETS, metavar="CORE",
                       help=f"also measure on this emulated core: {', '.join(TARGETS)}")
+    prof.add_argument("--board", choices=tuple(BOARDS), metavar="BOARD",
+                      help=f"measure on the board's core, latency at its clock: "
+                           f"{', '.join(BOARDS)} (see `tinytnas boards`)")
     prof.add_argument("--json", action="store_true", help="print one JSON object")
+
+    boards = sub.add_parser("boards", help="list the board presets of `profile --board`",
+                            formatter_class=fmt,
+                            description="Board presets: emulated core, clock, RAM and flash "
+                                        "with their sources.")
+    boards.add_argument("--json", action="store_true", help="print a JSON list")
     return parser
 
 
@@ -814,21 +825,28 @@ def cmd_profile(args: argparse.Namespace) -> int:
         _read_graph(data)
     except MeasurementError as exc:
         raise UsageError(f"{args.file}: {_one_line(exc)}") from None
+    preset = BOARDS[args.board] if args.board else None
+    if preset and args.target and args.target != preset.core:
+        raise UsageError(f"--board {preset.name} is a {preset.core}, not --target {args.target}")
+    target = preset.core if preset else args.target
     try:
         host = profile_tflite(data)
-        on_target = profile_tflite(data, method="target", target=args.target) if args.target \
-            else None
+        on_target = profile_tflite(data, method="target", target=target, cycles=True) \
+            if target else None
     except MeasurementError as exc:
         raise CommandFailed(f"{args.file}: {_one_line(exc)}") from None
+    cycles = on_target.cycles if on_target else None
+    latency = round(preset.latency_ms(cycles), 3) if preset and cycles else None
     figures = {
         "flash": host.flash,
         "macs": host.macs,
         "ram": host.ram,
         "ram_target": on_target.ram if on_target else None,
-        "target": args.target,
+        "target": target,
+        "board": preset.name if preset else None,
         "instructions": on_target.instructions if on_target else None,
-        "cycles": None,  # no cycle model yet: instructions are counted, not timed
-        "latency_ms": None,
+        "cycles": cycles,
+        "latency_ms": latency,
     }
     if args.json:
         print(json.dumps(figures))
@@ -836,15 +854,32 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"{args.file}: flash {host.flash:,} B, {host.macs:,} MACs")
     print(f"RAM, 32-bit derived from TFLM on this host: {host.ram:,} B")
     if on_target:
-        print(f"RAM on {args.target} (smallest arena TFLM allocates with): {on_target.ram:,} B "
+        print(f"RAM on {target} (smallest arena TFLM allocates with): {on_target.ram:,} B "
               f"(TFLM reports head {on_target.arena_head:,} + tail {on_target.arena_tail:,})")
-        print(f"instructions per inference on {args.target}: {on_target.instructions:,}")
+        print(f"per inference on {target}: {on_target.instructions:,} instructions, "
+              f"about {cycles:,} cycles (timing model, zero wait states)")
+    if preset and latency is not None:
+        print(f"latency on {preset.name} at {preset.clock_hz / 1e6:g} MHz: about {latency:g} ms "
+              f"(board: {preset.ram // 1024} KB RAM, {preset.flash // 1024} KB flash)")
+    return 0
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps([vars(preset) for preset in BOARDS.values()], indent=2))
+        return 0
+    for preset in BOARDS.values():
+        print(f"{preset.name:10} {preset.core:10} {preset.clock_hz / 1e6:5g} MHz  "
+              f"{preset.ram // 1024:4} KB RAM  {preset.flash // 1024:5} KB flash  "
+              f"{preset.description}")
+        print(f"{'':10} source: {preset.source}")
     return 0
 
 
 COMMANDS = {
     "datasets": cmd_datasets,
     "profile": cmd_profile,
+    "boards": cmd_boards,
     "search": cmd_search,
     "show": cmd_show,
     "retrain": cmd_retrain,
@@ -867,7 +902,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or argparse's own usage error (exit 2)
         return int(exc.code or 0)
-    if args.command not in ("datasets", "profile"):
+    if args.command not in ("datasets", "profile", "boards"):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress shows what matters

@@ -115,17 +115,21 @@ def _target_source(core: str, int8_io: bool) -> str:
         f"RAM: smallest tensor arena with which TFLM's AllocateTensors succeeds on an emulated "
         f"{core} (QEMU mps2; TFLM + CMSIS-NN from TINYTNAS_TFLM_SRC built with "
         f"arm-none-eabi-gcc; bisection in the firmware), head/tail as TFLM reports them there; "
-        f"instructions: one Invoke under QEMU -icount; flash: length of the int8 flatbuffer "
-        f"({io} I/O); MACs: per-layer count of the converted graph."
+        f"instructions: one Invoke under QEMU -icount; cycles (if asked for): QEMU's block "
+        f"trace weighted by Cortex-M4 instruction timings, zero wait states; flash: length of "
+        f"the int8 flatbuffer ({io} I/O); MACs: per-layer count of the converted graph."
     )
 
 
-def _profile_on_target(model_bytes: bytes, core: str) -> HardwareProfile:
+def _profile_on_target(
+    model_bytes: bytes, core: str, cycles: bool = False
+) -> HardwareProfile:
     """Measure a converted model on an emulated core.
 
     Args:
         model_bytes: The int8 ``.tflite`` flatbuffer.
         core: ``"cortex-m4"``, ``"cortex-m7"`` or ``"cortex-m33"``.
+        cycles: Also estimate cycles (a second, traced run of about 0.5-1.5 s).
 
     Returns:
         The :class:`HardwareProfile` with ``method="target"``.
@@ -134,10 +138,11 @@ def _profile_on_target(model_bytes: bytes, core: str) -> HardwareProfile:
         MeasurementError: When the target run fails (``TargetUnavailable``, a subclass, when
             the toolchain, QEMU or the sources are missing).
     """
-    from tinytnas_optuna._target._qemu import run_on_target
+    from tinytnas_optuna._target._qemu import measure_cycles, run_on_target
 
     graph = _read_graph(model_bytes)  # refuse garbage before it reaches the target
     run = run_on_target(model_bytes, core=core)
+    estimate = measure_cycles(model_bytes, core=core)[1] if cycles else None
     return HardwareProfile(
         ram=run.min_arena,
         flash=len(model_bytes),
@@ -149,11 +154,16 @@ def _profile_on_target(model_bytes: bytes, core: str) -> HardwareProfile:
         arena_head=run.report.head,
         arena_tail=run.report.tail,
         instructions=run.instructions,
+        cycles=estimate,
     )
 
 
 def profile_tflite(
-    model_bytes: bytes, *, method: str = "measured", target: str = DEFAULT_TARGET
+    model_bytes: bytes,
+    *,
+    method: str = "measured",
+    target: str = DEFAULT_TARGET,
+    cycles: bool = False,
 ) -> HardwareProfile:
     """Profile an int8 ``.tflite`` flatbuffer as it is; not cached.
 
@@ -161,6 +171,8 @@ def profile_tflite(
         model_bytes: The flatbuffer.
         method: ``"measured"`` (TFLM on this host, 32-bit figure derived) or ``"target"``.
         target: The emulated core of ``"target"``.
+        cycles: With ``"target"``, also estimate the cycles of one inference (all-zero input;
+            Cortex-M4 timing model, see ``docs/figures.md``).
 
     Returns:
         The :class:`HardwareProfile`.
@@ -174,7 +186,7 @@ def profile_tflite(
         raise ValueError("method 'analytic' needs an architecture, not .tflite bytes")
     graph = _read_graph(model_bytes)
     if method == "target":
-        return _profile_on_target(model_bytes, target)
+        return _profile_on_target(model_bytes, target, cycles)
     with FD2_LOCK:
         return _profile_bytes(model_bytes, graph.int8_input)
 

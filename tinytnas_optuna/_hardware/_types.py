@@ -31,6 +31,7 @@ class HardwareProfile:
         arena_head: TFLM's reported head (planned buffers) on the target.
         arena_tail: TFLM's reported tail (persistent buffers) on the target.
         instructions: Instructions one inference executes on the target.
+        cycles: Estimated cycles of one inference on the target (when asked for).
     """
 
     ram: int
@@ -44,6 +45,7 @@ class HardwareProfile:
     arena_head: int | None = None
     arena_tail: int | None = None
     instructions: int | None = None
+    cycles: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The profile as JSON-ready plain values (operators as a list).
