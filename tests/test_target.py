@@ -25,7 +25,7 @@ from tinytnas_optuna._hardware._estimate import estimate_profile
 from tinytnas_optuna._quiet import FD2_LOCK, capture_fd2
 from tinytnas_optuna._space import architecture, build_model
 from tinytnas_optuna._target._build import SOURCES_ENV, build_keys, build_runner, resolve_sources
-from tinytnas_optuna._target._qemu import run_on_target
+from tinytnas_optuna._target._qemu import measure_cycles, run_on_target
 
 
 def _require_target() -> None:
@@ -199,6 +199,16 @@ def test_unknown_target_is_refused():
         profile_tflite(b"", method="target", target="cortex-m0")
 
 
+def test_cycles_follow_the_instruction_count(target):
+    model = _model_bytes(8, 3, (187, 1), 5, False)
+    instructions, cycles = measure_cycles(model, core=target)
+    counted = run_on_target(model, core=target).instructions  # QEMU -icount, to 40
+    assert abs(instructions - counted) <= 40
+    # Cortex-M4 timings: loads, multiples and branches cost more than one cycle.
+    assert 1.1 * instructions < cycles < 2.5 * instructions
+    assert measure_cycles(model, core=target) == (instructions, cycles)  # deterministic
+
+
 def test_cli_profile_json(target, tmp_path, capsys):
     path = tmp_path / "model.tflite"
     path.write_bytes(_model_bytes(4, 3, (150, 1), 2, False))
@@ -208,7 +218,25 @@ def test_cli_profile_json(target, tmp_path, capsys):
         assert key in figures
     assert figures["flash"] == path.stat().st_size
     assert figures["ram"] >= figures["ram_target"] > 0
-    assert figures["cycles"] is None and figures["latency_ms"] is None  # not measured yet
+    assert figures["cycles"] > figures["instructions"] > 0
+    assert figures["latency_ms"] is None  # a core has no clock; a board has
+    assert cli.main(["profile", str(path), "--board", "nano33ble", "--json"]) == 0
+    on_board = json.loads(capsys.readouterr().out)
+    assert on_board["target"] == "cortex-m4" and on_board["cycles"] == figures["cycles"]
+    assert on_board["latency_ms"] == pytest.approx(figures["cycles"] / 64e3, abs=1e-3)
+
+
+def test_cli_boards(capsys):
+    assert cli.main(["boards", "--json"]) == 0
+    presets = {b["name"]: b for b in json.loads(capsys.readouterr().out)}
+    assert (presets["nano33ble"]["core"], presets["nano33ble"]["clock_hz"]) == (
+        "cortex-m4", 64_000_000)
+    assert presets["stm32f746"]["core"] == "cortex-m7"
+    assert presets["rp2350"]["core"] == "cortex-m33"
+    assert all(b["ram"] > 0 and b["flash"] > 0 and b["source"] for b in presets.values())
+    assert cli.main(["profile", "x.tflite", "--board", "uno"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "uno" in err
 
 
 def test_cli_profile_without_target_and_bad_input(tmp_path, capsys):
