@@ -136,14 +136,17 @@ def tflm_arena(model_bytes: bytes) -> ArenaReport:
     """Run TFLM on the model and read its arena report (``print_allocations``).
 
     The interpreter gets an arena of 1 MiB or 10x the model; when TFLM reports memory missing,
-    the arena is quadrupled (up to 256 MiB) before giving up. The bytes are checked to be a
-    readable TFLite flatbuffer first, so garbage never reaches TFLM's C++.
+    the arena is quadrupled (up to 256 MiB) before giving up. Then an interpreter with exactly
+    the reported total is made; when it fails, the smallest working arena above it is searched
+    (:attr:`ArenaReport.min_arena`). The bytes are checked to be a readable TFLite flatbuffer
+    first, so garbage never reaches TFLM's C++.
 
     Args:
         model_bytes: An int8 ``.tflite`` flatbuffer.
 
     Returns:
-        The parsed :class:`ArenaReport`; ``report.ram_32`` is the derived 32-bit figure.
+        The parsed :class:`ArenaReport` with ``min_arena``; ``report.ram_32`` is the derived
+        32-bit figure.
 
     Raises:
         MeasurementError: When TFLM fails or its report cannot be parsed.
