@@ -18,7 +18,7 @@ import pytest
 from conftest import require_service
 
 from tinytnas_optuna import cli
-from tinytnas_optuna._hardware import MeasurementError, profile_tflite
+from tinytnas_optuna._hardware import MeasurementError, profile_architecture, profile_tflite
 from tinytnas_optuna._hardware._arena import STRUCT_SIZES, tflm_arena
 from tinytnas_optuna._hardware._convert import _convert, _nonzero_biases
 from tinytnas_optuna._hardware._estimate import estimate_profile
@@ -83,6 +83,16 @@ def test_target_output_equals_host_tflm(target, int8_io):
     assert run.output == _host_output(model, inputs)
     assert run.report.head + run.report.tail == run.report.total
     assert 0 < run.min_arena and run.instructions > 0
+
+
+def test_profile_architecture_on_target_is_cached(target):
+    arch = architecture(4, 3, (150, 1), 2)  # the gunpoint search's best: a small head
+    profile = profile_architecture(arch, method="target", target=target)
+    assert profile_architecture(arch, method="target", target=target) is profile
+    assert profile.method == "target" and profile.target == target
+    # TFLM's report is not enough there: planning needs more than head + tail.
+    assert profile.ram > profile.arena_head + profile.arena_tail
+    assert profile_architecture(arch).ram >= profile.ram  # derived on the host
 
 
 def _sample(seed: int, count: int) -> list:
