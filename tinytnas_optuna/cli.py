@@ -829,6 +829,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if preset and args.target and args.target != preset.core:
         raise UsageError(f"--board {preset.name} is a {preset.core}, not --target {args.target}")
     target = preset.core if preset else args.target
+    import_keras_quietly()  # TFLM's Python package imports TensorFlow, which logs at start-up
     try:
         host = profile_tflite(data)
         on_target = profile_tflite(data, method="target", target=target, cycles=True) \
