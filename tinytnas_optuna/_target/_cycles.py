@@ -13,8 +13,8 @@ Manual (``docs/figures.md``, from the issue-13 prototype, where unicorn gave the
 - SDIV/UDIV 7 (2-12 by operands), VDIV/VSQRT 14.
 
 The Cortex-M33 is given the same model (3-stage single-issue pipeline too). The Cortex-M7 figure
-is one cycle per instruction plus N/2 per load/store multiple and the divides: it ignores dual
-issue (fewer cycles) and cache stalls (more); a rough figure. No flash wait states (QEMU's
+is one cycle per instruction plus max(1, N/2) per load/store multiple (1 for LDRD/STRD) and the
+divides: it ignores dual issue (fewer cycles) and cache stalls (more); a rough figure. No flash wait states (QEMU's
 memory has none): on a board running from flash with wait states, latency is higher.
 """
 
@@ -89,7 +89,9 @@ def _block_cycles(insns: list[tuple[str, str]], m7: bool) -> int:
         if m7:
             cost = 1
             if _MULTIPLE.match(base):
-                cost += _registers(operands) // 2
+                cost += max(1, _registers(operands) // 2)
+            elif base.startswith(("ldrd", "strd")):
+                cost += 1
         elif single:
             cost = 1 if previous_single else 2
         elif _MULTIPLE.match(base):
