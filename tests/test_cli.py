@@ -28,6 +28,8 @@ BUDGET = ["--ram", "20KB", "--flash", "64KB", "--macs", "60K"]
 # These tests check the mechanics with 1-epoch trainings, which stay at chance: exit 3 says
 # so after writing everything (test_chance.py checks that verdict on its own).
 WRITTEN = (0, 3)
+# 4: a bound of a few seconds may end before any candidate finished training.
+ENDED = (*WRITTEN, 4)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -184,6 +186,21 @@ def test_resume_with_other_inputs_is_refused(
     assert trial_count(url, "gp") == before
 
 
+def test_a_search_that_trains_nothing_says_why_and_exits_4(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 20,000 steps cannot finish in 2 s: the bound cuts the first training.
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    code, out, err = run(capsys, "search", "--dataset", "gunpoint", *BUDGET, "--steps", "20000",
+                         "--timeout", "2s", "--storage", url, "--study", "n", "--progress",
+                         "none")
+    assert code == 4, err
+    assert err.strip().splitlines()[-1] == ("tinytnas: error: the search ended before any "
+                                           "candidate finished training: give it more time")
+    assert "No feasible candidate found" in out
+    assert not (tmp_path / "n-model").exists()  # no final model without an answer
+
+
 def test_resume_with_changed_file_is_refused(
     tmp_path: Path, own_data: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -191,7 +208,7 @@ def test_resume_with_changed_file_is_refused(
     code, _, err = run(capsys, "search", "--train", str(own_data["train"]), *BUDGET,
                        "--timeout", "3s", "--epochs", "1", "--storage", url, "--study", "own",
                        "--progress", "none", "--no-model")
-    assert code in WRITTEN, err
+    assert code in ENDED, err
     study = optuna.load_study(study_name="own", storage=url)
     assert len(study.user_attrs["train_sha256"]) == 64
     assert study.user_attrs["label_map"] == [1, 2, 3, 4]

@@ -97,7 +97,7 @@ def test_shuffled_labels_give_the_chance_warning_and_exit_3(gunpoint, tmp_path, 
     y = rng.permutation(gunpoint.y_train)  # no relation left between series and labels
     np.savez(tmp_path / "shuffled.npz", features=gunpoint.x_train, labels=y)
     code, url = search(tmp_path, "--train", str(tmp_path / "shuffled.npz"), "--steps", "150",
-                       "--timeout", "40s")
+                       "--timeout", "60s")
     out, err = capsys.readouterr()
     assert code == 3, err
     # One line for the search's best; the final model it still writes gets its own line.

@@ -70,6 +70,24 @@ class SearchSummary:
     final: dict[str, Any] | None = None
 
     @property
+    def no_answer(self) -> str | None:
+        """One line saying why the search has no answer (no feasible trained candidate), or None.
+
+        Example:
+            >>> SearchSummary("accuracy", None, 0, [], False).no_answer
+            'the search ended before any candidate finished training: give it more time'
+        """
+        if self.best is not None:
+            return None
+        if self.finished and self.infeasible:
+            smallest = ", ".join(f"{k} {v:,}" for k, v in self.smallest.items())
+            return (f"no candidate of the family fits the budget (smallest figures measured: "
+                    f"{smallest}): give a larger budget")
+        rejected = f" ({len(self.infeasible)} rejected for the budget)" if self.infeasible else ""
+        return (f"the search ended before any candidate finished training{rejected}: "
+                "give it more time")
+
+    @property
     def warning(self) -> str | None:
         """One line saying the answer is no better than chance, or None."""
         if self.best is None or self.above_chance is not False:

@@ -6,8 +6,9 @@ and ``tinytnas datasets`` answer at once.
 
 Exit status: 0 done, 1 a failure while running, 2 bad input (one line on stderr naming the
 problem), 3 done but the answer is no better than always predicting the majority class (a
-warning line says so; everything is written), 130 interrupted by Ctrl-C (after a clean stop
-that printed the best so far).
+warning line says so; everything is written), 4 the search ended without an answer (nothing
+feasible finished training: the time bound came first, or nothing fits the budget; one line
+says which), 130 interrupted by Ctrl-C (after a clean stop that printed the best so far).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ METRICS = ("accuracy", "balanced_accuracy")
 DEFAULT_SEED = 0
 TARGETS = tuple(CORES)
 # 3: everything was written, but the answer is no better than chance (a warning says so).
-EXIT_FAILURE, EXIT_USAGE, EXIT_CHANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
+# 4: the search has no answer: nothing feasible finished training.
+EXIT_FAILURE, EXIT_USAGE, EXIT_CHANCE, EXIT_NO_ANSWER, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 
 UNITS_HELP = """\
 units:
@@ -618,6 +620,9 @@ def _optimize(
     print(run.summary)
     if run.interrupted:
         return EXIT_INTERRUPTED, run.summary
+    if run.summary.no_answer:
+        print(f"tinytnas: error: {run.summary.no_answer}", file=sys.stderr)
+        return EXIT_NO_ANSWER, run.summary
     if run.summary.warning:
         print(f"tinytnas: {run.summary.warning}", file=sys.stderr)
         return EXIT_CHANCE, run.summary
@@ -896,7 +901,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name (default ``sys.argv[1:]``).
 
     Returns:
-        The exit status (0 done, 1 failure, 2 bad input, 130 interrupted).
+        The exit status (0 done, 1 failure, 2 bad input, 3 no better than chance, 4 no
+        answer, 130 interrupted).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import
     try:
