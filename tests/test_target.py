@@ -264,3 +264,47 @@ def test_cli_profile_without_target_and_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a TFLite flatbuffer" in err
     assert cli.main(["profile", str(tmp_path / "missing.tflite")]) == 2
+
+
+def test_search_with_a_latency_budget(target, tmp_path, capsys):
+    """--board/--latency: a fourth constraint, measured on the target, recorded like the others."""
+    import optuna
+
+    from tinytnas_optuna._dashboard import summary_note
+    from tinytnas_optuna._plots import plot_accuracy_vs_figures
+
+    url = f"sqlite:///{tmp_path / 'lat.db'}"
+    code = cli.main(["search", "--dataset", "gunpoint", "--board", "nano33ble", "--latency",
+                     "6ms", "--steps", "150", "--trials", "3", "--storage", url, "--study",
+                     "lat", "--progress", "none", "--no-model"])
+    assert code in (0, 3), capsys.readouterr().err
+    study = optuna.load_study(study_name="lat", storage=url)
+    budget = study.user_attrs["budget"]
+    assert (budget["board"], budget["latency"], budget["ram"]) == ("nano33ble", 6.0, 124 * 1024)
+    measured = [t for t in study.trials if t.user_attrs.get("latency_ms") is not None]
+    assert measured
+    for t in measured:
+        ua = t.user_attrs
+        assert len(t.system_attrs["constraints"]) == 4
+        assert ua["latency_ms"] == pytest.approx(ua["cycles"] / 64e3, abs=1e-3)
+        assert ua["ram_target"] <= ua["ram"]  # the derived figure covers the target's arena
+        assert ua["feasible"] == (ua["latency_ms"] <= 6.0)
+        assert (t.system_attrs["constraints"][3] <= 0) == ua["feasible"]
+    # The greedy's second candidate, (8, 3), fits RAM, flash and MACs but not 6 ms.
+    assert any(not t.user_attrs["feasible"] and t.user_attrs["macs"] <= budget["macs"]
+               for t in measured)
+    assert all(t.user_attrs["feasible"] for t in study.trials if t.state.name == "COMPLETE")
+
+    out = tmp_path / "best"
+    code = cli.main(["retrain", "--storage", url, "--study", "lat", "--steps", "100", "--out",
+                     str(out)])
+    assert code in (0, 3), capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    best = next(t for t in study.trials if (t.params.get("k"), t.params.get("c")) == (
+        report["k"], report["c"]) and t.user_attrs.get("latency_ms") is not None)
+    assert report["target"]["board"] == "nano33ble"
+    assert report["target"]["latency_ms"] == pytest.approx(best.user_attrs["latency_ms"], rel=0.02)
+    assert report["arena_bytes"] >= report["target"]["ram_target"]
+
+    assert len(plot_accuracy_vs_figures(study).axes) == 4
+    assert "| latency (ms, emulated core) |" in summary_note(study)

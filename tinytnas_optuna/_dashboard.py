@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from tinytnas_optuna._budget import FIGURES, HardwareBudget
-from tinytnas_optuna._plots import FIGURE_LABELS, PlotData, pareto_front, plot_data
+from tinytnas_optuna._budget import LATENCY, HardwareBudget
+from tinytnas_optuna._plots import FIGURE_LABELS, PlotData, figure_text, pareto_front, plot_data
 from tinytnas_optuna._results import chance_level
 from tinytnas_optuna._training import SEARCH_STEPS, clearly_above
 from tinytnas_optuna._trial import ARTIFACT
@@ -169,9 +169,10 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
              f"**{b.value:.4f}**{runs}"), "",
             "| figure | used | budget |", "|---|---:|---:|",
         ]
-        for name in FIGURES:
-            limit = f"{data.budget[name]:,}" if data.budget else "?"
-            lines.append(f"| {FIGURE_LABELS[name]} | {getattr(b, name):,} | {limit} |")
+        for name in data.figures:
+            limit = figure_text(data.budget[name] if data.budget else None)
+            lines.append(f"| {FIGURE_LABELS[name]} | {figure_text(getattr(b, name))} "
+                         f"| {limit} |")
         chance, n_val = study.user_attrs.get("chance_rate"), study.user_attrs.get("validation_size")
         level = chance_level(study.get_trials(deepcopy=False))
         if chance is not None and n_val and not clearly_above(float(b.value), chance, n_val,
@@ -224,15 +225,18 @@ def plotly_figures(study: optuna.Study | PlotData) -> list[go.Figure]:
     from plotly.subplots import make_subplots
 
     data = study if isinstance(study, PlotData) else plot_data(study)
-    acc = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=["RAM (B)", "flash (B)", "MAC"])
+    titles = {"ram": "RAM (B)", "flash": "flash (B)", "macs": "MAC", LATENCY: "latency (ms)"}
+    acc = make_subplots(rows=1, cols=len(data.figures), shared_yaxes=True,
+                        horizontal_spacing=0.04,
+                        subplot_titles=[titles[name] for name in data.figures])
     values = [r.value for r in data.scored if r.value is not None]
     bottom = max(0.0, min(values, default=0.0) - 0.08)
-    for col, name in enumerate(FIGURES, start=1):
+    for col, name in enumerate(data.figures, start=1):
         first = col == 1
-        xs = [getattr(r, name) for r in data.scored]
-        ys = [r.value for r in data.scored]
-        text = [f"trial {r.trial}: k={r.k}, c={r.c}" for r in data.scored]
+        scored = [r for r in data.scored if getattr(r, name) is not None]
+        xs = [getattr(r, name) for r in scored]
+        ys = [r.value for r in scored]
+        text = [f"trial {r.trial}: k={r.k}, c={r.c}" for r in scored]
         acc.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="trained", text=text,
                                  marker={"color": "#1f77b4", "size": 9}, showlegend=first,
                                  legendgroup="trained"), row=1, col=col)

@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from tinytnas_optuna._budget import FIGURES, HardwareBudget
+from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget
 from tinytnas_optuna._recovery import (
     claim,
     fail_dead_trials,
@@ -33,6 +33,7 @@ from tinytnas_optuna._study import (
     sampler_name,
     stop_search,
 )
+from tinytnas_optuna._target._boards import check_board
 from tinytnas_optuna._training import (
     METRICS,
     VAL_FRACTION,
@@ -46,6 +47,7 @@ from tinytnas_optuna._training import (
 )
 from tinytnas_optuna._trial import (
     CANDIDATE,
+    CYCLES,
     EPOCHS,
     EVAL_SECONDS,
     FEASIBLE,
@@ -57,6 +59,7 @@ from tinytnas_optuna._trial import (
     LEVEL,
     PARAMS,
     PHASE,
+    RAM_TARGET,
     REUSED_FROM,
     SAMPLER_PHASE,
     STEP_SECONDS,
@@ -94,7 +97,8 @@ class TinyTNASObjective:
     Args:
         train: ``(features, labels)``; features ``(N, L, C)`` or ``(N, L)``.
         val: Optional ``(features, labels)`` for validation.
-        budget: The :class:`HardwareBudget`.
+        budget: The :class:`HardwareBudget`. With a latency, candidates that fit the other
+            three figures are also run on the board's emulated core (about 1 s each).
         steps: Gradient steps per candidate training (default
             :data:`~tinytnas_optuna._training.SEARCH_STEPS`), warm-up then cosine decay.
         epochs: Instead of ``steps``: this many passes over the training data per candidate
@@ -162,6 +166,12 @@ class TinyTNASObjective:
         self._inputs = {"train": train, "val": val, "groups": groups,
                         "val_fraction": val_fraction}
         self.budget = budget
+        if budget.latency_ms is not None:
+            # Found in the cache, or built now (once per machine, about 3 min): a missing
+            # toolchain is refused before any trial, not at the first candidate that fits.
+            from tinytnas_optuna._target._build import build_runner
+
+            build_runner(check_board(str(budget.board)).core)
         self.metric = metric
         self.k_range = k_range
         self.c_range = c_range
@@ -388,14 +398,28 @@ class TinyTNASObjective:
 
         Returns:
             The analytic estimate when the MACs alone exceed the budget (no conversion needed to
-            reject it), else the measured profile.
+            reject it), else the measured profile; under a latency budget, a profile that fits
+            the other three figures also has the target's ``cycles`` and ``ram_target``.
+
+        Raises:
+            MeasurementError: When a measurement fails (the trial fails: never a figure).
         """
         from tinytnas_optuna._hardware import estimate_profile, profile_architecture
 
         estimate = estimate_profile(arch, int8_io=self.int8_io)
         if estimate.macs > self.budget.macs:
             return estimate
-        return profile_architecture(arch, method="measured", int8_io=self.int8_io)
+        host = profile_architecture(arch, method="measured", int8_io=self.int8_io)
+        if self.budget.latency_ms is None or self.budget.over(host):
+            return host
+        # Only a network that fits the other three figures is run on the target (about 1 s).
+        core = check_board(str(self.budget.board)).core
+        target = profile_architecture(arch, method="target", target=core, cycles=True,
+                                      int8_io=self.int8_io)
+        return replace(
+            host, cycles=target.cycles, instructions=target.instructions, target=core,
+            ram_target=target.ram,
+            source=f"{host.source} Latency and ram_target: {target.source}")
 
     def __call__(self, trial: optuna.Trial) -> float:
         now = time.monotonic()
@@ -430,10 +454,8 @@ class TinyTNASObjective:
         self._record_figures(trial, profile, feasible)
         if not feasible:
             trial.set_user_attr(EPOCHS, 0)
-            over = ", ".join(
-                f"{n} {getattr(profile, n):,} > {getattr(self.budget, n):,}"
-                for n in FIGURES if getattr(profile, n) > getattr(self.budget, n)
-            )
+            over = ", ".join(f"{n} {v:,.6g} > {self.budget.limits[n]:,.6g}"
+                             for n, v in self.budget.over(profile).items())
             raise optuna.TrialPruned(f"infeasible, not trained: {over}")
 
         reused = self._reuse_identical(trial, arch, self.fidelity(level),
@@ -496,12 +518,17 @@ class TinyTNASObjective:
         trial.set_user_attr(FEASIBLE, feasible)
         trial.set_user_attr(FIGURES_METHOD, profile.method)
         trial.set_user_attr(FIGURES_SOURCE, profile.source)
+        if self.budget.latency_ms is not None:
+            latency = self.budget.latency_of(profile)
+            trial.set_user_attr(LATENCY, None if latency is None else round(latency, 3))
+            trial.set_user_attr(CYCLES, profile.cycles)
+            trial.set_user_attr(RAM_TARGET, profile.ram_target)
         excess = self.budget.excess(profile)
-        for name in FIGURES:
-            trial.set_constraint(name, excess[name])
+        for name, value in excess.items():
+            trial.set_constraint(name, value)
         # optuna-dashboard 0.21 reads only the legacy list attribute to mark infeasible trials.
         trial.storage.set_trial_system_attr(
-            trial._trial_id, "constraints", [excess[n] for n in FIGURES]
+            trial._trial_id, "constraints", list(excess.values())
         )
 
     def _reuse_identical(

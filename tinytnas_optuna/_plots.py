@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tinytnas_optuna._budget import FIGURES, HardwareBudget
+from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget
 
 if TYPE_CHECKING:
     import optuna
@@ -26,7 +26,19 @@ if TYPE_CHECKING:
 
 #: Axis titles of the three hardware figures.
 FIGURE_LABELS = {"ram": "RAM (tensor arena, bytes)", "flash": "flash (.tflite, bytes)",
-                 "macs": "MAC per inference"}
+                 "macs": "MAC per inference", LATENCY: "latency (ms, emulated core)"}
+
+
+def figure_text(value: float | None) -> str:
+    """A figure as the views print it: bytes and MACs with separators, milliseconds as is.
+
+    Example:
+        >>> figure_text(1048576), figure_text(12.5), figure_text(None)
+        ('1,048,576', '12.5', '?')
+    """
+    if value is None:
+        return "?"
+    return f"{value:,}" if float(value).is_integer() else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -41,7 +53,8 @@ class PlotData:
         visits: Every candidate in trial order (the order the search visited them).
         path: Accepted candidates in order (the search path).
         best: The best trained candidate, or None.
-        budget: ``{"ram": ..., "flash": ..., "macs": ...}`` or None when unknown.
+        budget: Each constrained figure's limit (``HardwareBudget.limits``: ram, flash, macs,
+            and latency_ms under a latency budget), or None when unknown.
         phases: Trials, trainings and seconds per phase (``SearchSummary.phases``).
         final: The final model's record (``SearchSummary.final``), or None.
     """
@@ -53,9 +66,14 @@ class PlotData:
     visits: list[CandidateRecord]
     path: list[tuple[int, int]]
     best: CandidateRecord | None
-    budget: dict[str, int] | None
+    budget: dict[str, float] | None
     phases: dict[str, dict[str, float]] | None = None
     final: dict | None = None
+
+    @property
+    def figures(self) -> tuple[str, ...]:
+        """The figures drawn: RAM, flash, MACs, and latency under a latency budget."""
+        return tuple(self.budget) if self.budget else FIGURES
 
     @property
     def explored(self) -> list[CandidateRecord]:
@@ -85,8 +103,8 @@ def plot_data(
     summary = summarize(study)
     if budget is None:
         budget = study.user_attrs.get("budget")
-    if isinstance(budget, HardwareBudget):
-        budget = budget.to_dict()
+    if budget is not None and not isinstance(budget, HardwareBudget):
+        budget = HardwareBudget(**budget)
     records = summary.trained + summary.infeasible + summary.other
     scored = [r for r in records if r.state in ("trained", "pruned", "interrupted")
               and r.value is not None and not math.isnan(r.value) and r.ram is not None]
@@ -98,7 +116,7 @@ def plot_data(
         visits=sorted(records, key=lambda r: r.trial),
         path=list(summary.path),
         best=summary.best,
-        budget=dict(budget) if budget else None,
+        budget=budget.limits if budget else None,
         phases=summary.phases,
         final=summary.final,
     )
@@ -147,32 +165,33 @@ def plot_accuracy_vs_figures(
     from matplotlib.figure import Figure
 
     data = study if isinstance(study, PlotData) else plot_data(study, budget=budget)
-    fig = Figure(figsize=(15, 4.6), layout="constrained")
-    axes = fig.subplots(1, 3, sharey=True)
+    fig = Figure(figsize=(5 * len(data.figures), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(data.figures), sharey=True)
     values = [r.value for r in data.scored if r.value is not None]
     floor = min(values, default=0.0)
     bottom = max(0.0, floor - 0.08)
-    for ax, name in zip(axes, FIGURES, strict=True):
-        xs = [getattr(r, name) for r in data.scored]
-        ys = [r.value for r in data.scored]
+    for ax, name in zip(axes, data.figures, strict=True):
+        scored = [r for r in data.scored if getattr(r, name) is not None]
+        xs = [getattr(r, name) for r in scored]
+        ys = [r.value for r in scored]
         ax.scatter(xs, ys, s=36, color="tab:blue", zorder=3, label="trained")
         front = pareto_front(list(zip(xs, ys, strict=True)))
         if front:
             ax.step([xs[i] for i in front], [ys[i] for i in front], where="post",
                     color="tab:green", lw=1.5, zorder=2, label="Pareto front")
-        for r in data.scored:
+        for r in scored:
             ax.annotate(f"({r.k},{r.c})", (getattr(r, name), r.value), fontsize=7,
                         xytext=(3, 3), textcoords="offset points", color="0.3")
         rejected = [getattr(r, name) for r in data.infeasible if getattr(r, name) is not None]
         if rejected:
             ax.scatter(rejected, [bottom] * len(rejected), marker="x", color="tab:red",
                        zorder=3, clip_on=False, label="rejected (over budget, not trained)")
-        if data.best is not None:
+        if data.best is not None and getattr(data.best, name) is not None:
             ax.scatter([getattr(data.best, name)], [data.best.value], marker="*", s=220,
                        color="gold", edgecolor="black", zorder=4, label="best")
         if data.budget and name in data.budget:
             ax.axvline(data.budget[name], color="tab:red", ls="--", lw=1.2,
-                       label=f"budget {data.budget[name]:,}")
+                       label=f"budget {figure_text(data.budget[name])}")
         ax.set_xlabel(FIGURE_LABELS[name])
         ax.set_xscale("log")
         ax.grid(True, alpha=0.3)

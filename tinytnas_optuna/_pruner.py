@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from optuna.pruners import BasePruner, NopPruner
 
-from tinytnas_optuna._budget import FIGURES, HardwareBudget
+from tinytnas_optuna._budget import HardwareBudget
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -43,11 +43,12 @@ class HardwareAwarePruner(BasePruner):
             trial: The trial.
 
         Returns:
-            True if ``ram``, ``flash`` or ``macs`` is recorded and over budget.
+            True if ``ram``, ``flash``, ``macs`` (or ``latency_ms``) is recorded and over
+            budget.
         """
         return any(
-            name in trial.user_attrs and trial.user_attrs[name] > getattr(self.budget, name)
-            for name in FIGURES
+            trial.user_attrs.get(name) is not None and trial.user_attrs[name] > limit
+            for name, limit in self.budget.limits.items()
         )
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:

@@ -134,15 +134,19 @@ class SearchSummary:
 
 
 def _table(rows: list[CandidateRecord], metric: str) -> str:
+    # A latency column only for searches with a latency budget (the figure is measured then).
+    latency = any(r.latency_ms is not None for r in rows)
     head = f"{'trial':>5} {'k':>5} {'c':>2} {'phase':<7} {'state':<11} {metric[:8]:>8} " \
-           f"{'RAM B':>8} {'flash B':>8} {'MAC':>9} {'figures':<9} {'epochs':>6} {'sec':>6}"
+           f"{'RAM B':>8} {'flash B':>8} {'MAC':>9} " + (f"{'ms':>6} " if latency else "") + \
+           f"{'figures':<9} {'epochs':>6} {'sec':>6}"
     out = [head, "-" * len(head)]
     for r in sorted(rows, key=lambda r: r.trial):
         value = "" if r.value is None else f"{r.value:.4f}"
+        ms = "" if r.latency_ms is None else f"{r.latency_ms:.2f}"
         out.append(
             f"{r.trial:>5} {r.k:>5} {r.c:>2} {r.phase or '':<7} {r.state:<11} {value:>8} "
-            f"{_n(r.ram):>8} {_n(r.flash):>8} {_n(r.macs):>9} {r.figures_method or '':<9} "
-            f"{r.epochs:>6} {r.seconds:>6.1f}"
+            f"{_n(r.ram):>8} {_n(r.flash):>8} {_n(r.macs):>9} " + (f"{ms:>6} " if latency else "")
+            + f"{r.figures_method or '':<9} {r.epochs:>6} {r.seconds:>6.1f}"
         )
     return "\n".join(out)
 

@@ -31,6 +31,7 @@ from tinytnas_optuna._training import (
 if TYPE_CHECKING:
     import optuna
 
+    from tinytnas_optuna._budget import HardwareBudget
     from tinytnas_optuna._hardware import HardwareProfile
 
 #: int8 may lose at most this much (accuracy, 0..1) to float on validation before it is fixed.
@@ -130,6 +131,9 @@ class RetrainReport:
             (one-sided binomial test at 1 %).
         warning: One line when it is not, else None.
         seconds: Wall time of the whole retraining.
+        target: Under a latency budget, the exported model measured on the board's emulated
+            core: ``board``, ``core``, ``latency_ms``, ``cycles``, ``ram_target``, ``source``;
+            None otherwise.
     """
 
     k: int
@@ -160,6 +164,7 @@ class RetrainReport:
     above_chance: bool
     warning: str | None
     seconds: float
+    target: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -180,7 +185,10 @@ class RetrainReport:
             f"majority class {self.majority_rate:.4f}\n"
             f"RAM {self.ram:,} B (arena to allocate {self.arena_bytes:,} B), "
             f"flash {self.flash:,} B, {self.macs:,} MAC\n"
-            f"Confusion matrix (int8, rows true):\n{cm}\n"
+            + (f"On {self.target['board']} (emulated {self.target['core']}): "
+               f"{self.target['latency_ms']:.2f} ms ({self.target['cycles']:,} cycles, "
+               f"estimate), arena {self.target['ram_target']:,} B\n" if self.target else "")
+            + f"Confusion matrix (int8, rows true):\n{cm}\n"
             f"Files: {', '.join(self.files.values())}"
             + (f"\n{self.warning}" if self.warning else "")
         )
@@ -292,6 +300,7 @@ def retrain_best(
                         deadline=deadline)
     model, model_bytes, profile, quant = _quantise(runs, data, metric=metric, seed=seed,
                                                    int8_io=int8_io, deadline=deadline)
+    target = _on_target(model_bytes, spec.hardware_budget)
     float_pred = predict_labels(model, x_eval)
     int8_pred = _int8_predict(model_bytes, x_eval)
     kept = runs[quant["restart"]]
@@ -301,10 +310,35 @@ def retrain_best(
         quant=quant, schedule=schedule, steps=kept["steps"], restarts_run=len(runs),
         best_val=kept["val"] if holdout else float(summary.best.value),  # type: ignore[arg-type]
         holdout=holdout, validation="holdout" if holdout else summary.validation or "k-fold",
-        class_names=class_names, started=started,
+        class_names=class_names, started=started, target=target,
     )
     record_final(study, report, out_dir)
     return report
+
+
+def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | None:
+    """The exported model on the board's emulated core, under a latency budget (about 1 s).
+
+    Args:
+        model_bytes: The exported flatbuffer.
+        budget: The search's budget.
+
+    Returns:
+        ``RetrainReport.target``, or None without a latency budget.
+
+    Raises:
+        MeasurementError: When the target run fails (never a figure).
+    """
+    if budget.latency_ms is None:
+        return None
+    from tinytnas_optuna._hardware import profile_tflite
+    from tinytnas_optuna._target import check_board
+
+    board = check_board(str(budget.board))
+    measured = profile_tflite(model_bytes, method="target", target=board.core, cycles=True)
+    return {"board": board.name, "core": board.core,
+            "latency_ms": round(budget.latency_of(measured) or 0.0, 3),
+            "cycles": measured.cycles, "ram_target": measured.ram, "source": measured.source}
 
 
 def _train_final(
@@ -452,7 +486,7 @@ def _export(
     y_eval: np.ndarray, evaluated_on: str, float_pred: np.ndarray, int8_pred: np.ndarray,
     model_bytes: bytes, profile: HardwareProfile, quant: dict[str, Any], schedule: Schedule,
     steps: int, restarts_run: int, best_val: float, holdout: bool, validation: str,
-    class_names: list[str] | None, started: float,
+    class_names: list[str] | None, started: float, target: dict[str, Any] | None,
 ) -> RetrainReport:
     """Write the firmware files and ``report.json``; return the report."""
     from tinytnas_optuna._export import write_firmware_files
@@ -461,7 +495,9 @@ def _export(
     cm = np.zeros((n, n), dtype=int)
     np.add.at(cm, (y_eval, int8_pred), 1)
     # Arena to allocate: TFLM's own 64-bit host figure bounds the 32-bit need from above.
-    arena = int(math.ceil(max(profile.ram, profile.ram_host or 0) / 16) * 16)
+    # and a target run, when there was one, is what the board's build needs.
+    arena = int(math.ceil(max(profile.ram, profile.ram_host or 0,
+                              target["ram_target"] if target else 0) / 16) * 16)
     out = Path(out_dir)
     files = write_firmware_files(
         out, model_bytes, arena_bytes=arena, input_shape=data.input_shape,
@@ -491,7 +527,7 @@ def _export(
         val_float_accuracy=quant["float"] if holdout else None,
         val_int8_accuracy=quant["int8"] if holdout else None,
         quantization=quant, majority_rate=majority, above_chance=above, warning=warning,
-        seconds=round(time.monotonic() - started, 1),
+        seconds=round(time.monotonic() - started, 1), target=target,
     )
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
     return report

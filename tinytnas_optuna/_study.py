@@ -101,7 +101,8 @@ class SearchSpec:
         train_fingerprint: :func:`fingerprint` of the training features and labels.
         val_fingerprint: Of the validation set, or None (split from the training data).
         groups_fingerprint: Of the group ids (subject-wise folds), or None.
-        budget: ``{"ram", "flash", "macs"}`` in bytes and MACs.
+        budget: ``HardwareBudget.to_dict()``: ram, flash (bytes), macs, and latency (ms) and
+            board when set.
         input_shape: ``[length, channels]``.
         label_map: The class labels in the order of the model's outputs.
         steps: Steps per candidate training as given (None: the default).
@@ -120,7 +121,7 @@ class SearchSpec:
     train_fingerprint: str
     val_fingerprint: str | None
     groups_fingerprint: str | None
-    budget: dict[str, int]
+    budget: dict[str, Any]
     input_shape: list[int]
     label_map: list[Any]
     steps: int | None

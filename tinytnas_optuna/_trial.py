@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from optuna.trial import FrozenTrial, TrialState
 
+from tinytnas_optuna._budget import LATENCY
 from tinytnas_optuna._greedy import INFEASIBLE
 
 # -- user attrs (visible in optuna-dashboard) ----------------------------------------------------
@@ -33,6 +34,10 @@ WIDTHS = "widths"  #: the network's layer widths (identifies a network across k,
 REUSED_FROM = "reused_from"  #: number of the earlier trial whose identical training was reused
 INTERRUPTED = "interrupted"  #: the time bound cut this trial (before or during training)
 VALIDATION = "validation"  #: "holdout" or "<k>-fold"
+#: Under a latency budget, for candidates that fit the other three figures (measured on the
+#: emulated core; "latency_ms" itself is :data:`tinytnas_optuna._budget.LATENCY`):
+CYCLES = "cycles"  #: estimated cycles of one inference on the board's core
+RAM_TARGET = "ram_target"  #: the target's smallest working arena (beside the host's ``ram``)
 PARAMS = "params"  #: k, c and the training schedule
 ARTIFACT = "tflite_artifact"  #: artifact id of the trained model's int8 .tflite
 
@@ -76,6 +81,8 @@ class CandidateRecord:
         cut: The time bound cut the training before its schedule ended.
         reused_from: The earlier trial whose training this one reused.
         feasible: Whether the figures fit the budget (None: not measured).
+        latency_ms: One inference's latency on the budget's board, measured on its emulated
+            core (None without a latency budget, or when another figure rejected it first).
     """
 
     trial: int
@@ -96,6 +103,7 @@ class CandidateRecord:
     cut: bool = False
     reused_from: int | None = None
     feasible: bool | None = None
+    latency_ms: float | None = None
 
     @property
     def candidate(self) -> tuple[int, int] | None:
@@ -108,6 +116,8 @@ class CandidateRecord:
         text = f"trial {self.trial}{phase} k={self.k} c={self.c}"
         if self.ram is not None:
             text += f"  RAM {self.ram:,} B  flash {self.flash:,} B  {self.macs:,} MAC"
+        if self.latency_ms is not None:
+            text += f"  {self.latency_ms:.2f} ms"
         return text
 
     @property
@@ -262,6 +272,7 @@ def trial_record(trial: FrozenTrial) -> CandidateRecord:
         fidelity=ua.get(FIDELITY), level=trial_level(trial),
         cut=bool(ua.get(INTERRUPTED)) and state == "trained",
         reused_from=ua.get(REUSED_FROM), feasible=trial_feasible(trial),
+        latency_ms=ua.get(LATENCY),
     )
 
 
@@ -280,7 +291,8 @@ def trial_row(trial: FrozenTrial, metric: str = "value") -> dict[str, Any]:
     return {
         "trial": r.trial, "state": trial.state.name, "outcome": r.state, "k": r.k, "c": r.c,
         "phase": r.phase, "fidelity": r.fidelity, metric: r.value,
-        "ram": r.ram, "flash": r.flash, "macs": r.macs, "feasible": ua.get(FEASIBLE),
+        "ram": r.ram, "flash": r.flash, "macs": r.macs, "latency_ms": r.latency_ms,
+        "cycles": ua.get(CYCLES), "ram_target": ua.get(RAM_TARGET), "feasible": ua.get(FEASIBLE),
         "figures_method": r.figures_method, "epochs_trained": ua.get(EPOCHS),
         "train_seconds": ua.get(TRAIN_SECONDS), "reused_from": r.reused_from,
         "cut_by_time_bound": r.cut, "tflite_artifact": ua.get(ARTIFACT),

@@ -141,6 +141,14 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--ram", metavar="SIZE", help="RAM budget (tensor arena), e.g. 20KB")
     search.add_argument("--flash", metavar="SIZE", help="flash budget (model), e.g. 64KB")
     search.add_argument("--macs", metavar="COUNT", help="MAC budget per inference, e.g. 60K")
+    search.add_argument("--board", metavar="BOARD",
+                        help=f"budget from a board preset ({', '.join(BOARDS)}; see `tinytnas "
+                             "boards`): RAM and flash it leaves to the model, MACs that can "
+                             "meet --latency (else 20 ms); --ram/--flash/--macs override")
+    search.add_argument("--latency", metavar="TIME",
+                        help="latency budget on --board's clock, e.g. 20ms: measured on its "
+                             "emulated core for candidates that fit the other figures (needs "
+                             "the Arm toolchain, QEMU and TINYTNAS_TFLM_SRC)")
     search.add_argument("--timeout", metavar="TIME",
                         help="time bound of this run, final model included, e.g. 10m (default: "
                              "the greedy, then --refine-trials refinement trainings)")
@@ -370,13 +378,19 @@ def _make_objective(
     clock_start: float | None = None,
 ) -> TinyTNASObjective:
     """The objective of the given (or recorded, :class:`SearchSpec`) settings."""
+    from tinytnas_optuna._hardware import MeasurementError
     from tinytnas_optuna._objective import TinyTNASObjective
     from tinytnas_optuna._space import C_RANGE, K_RANGE
 
+    budget = HardwareBudget(**settings["budget"])
+    if budget.latency_ms is not None:
+        print(f"Latency budget: candidates that fit are measured on the emulated core of "
+              f"{budget.board} (TFLM + CMSIS-NN, built once per machine: about 3 min)",
+              file=sys.stderr, flush=True)
     try:
         return TinyTNASObjective(
             data.train, val=data.val, groups=data.groups,
-            budget=HardwareBudget(**settings["budget"]), epochs=settings.get("epochs"),
+            budget=budget, epochs=settings.get("epochs"),
             steps=settings.get("steps"), seed=settings["seed"], timeout=timeout,
             reserve_final=reserve_final, clock_start=clock_start, metric=settings["metric"],
             val_fraction=settings["val_fraction"],
@@ -387,6 +401,8 @@ def _make_objective(
         )
     except ValueError as exc:  # DataError included: the data cannot be prepared
         raise UsageError(_one_line(exc)) from None
+    except MeasurementError as exc:  # the target for a latency budget cannot be built
+        raise CommandFailed(f"--latency: {_one_line(exc)}") from None
 
 
 def _upload_artifacts(objective: TinyTNASObjective, artifact_dir: Path) -> None:
@@ -396,21 +412,41 @@ def _upload_artifacts(objective: TinyTNASObjective, artifact_dir: Path) -> None:
     objective.on_trained = TFLiteArtifactUploader(artifact_store(artifact_dir))
 
 
+def _budget(given: dict[str, str | None], recorded: dict[str, Any]) -> dict[str, Any]:
+    """The budget of the options given (``--board`` preset, then overrides), else recorded.
+
+    Args:
+        given: ``ram``, ``flash``, ``macs``, ``latency``, ``board`` as typed (None: not given).
+        recorded: The resumed study's budget (empty for a new search).
+
+    Returns:
+        ``HardwareBudget.to_dict()``.
+    """
+    try:
+        if given["board"] is not None:
+            return HardwareBudget.for_board(
+                given["board"], latency=given["latency"], ram=given["ram"],
+                flash=given["flash"], macs=given["macs"]).to_dict()
+        if given["latency"] is not None and "board" not in recorded:
+            raise UsageError("--latency needs --board: its core and clock turn cycles into "
+                             "time (see `tinytnas boards`)")
+        values = {**recorded, **{n: v for n, v in given.items() if v is not None}}
+        missing = [f"--{n}" for n in ("ram", "flash", "macs") if n not in values]
+        if missing:
+            raise UsageError(f"a new search needs a budget: give {', '.join(missing)} (e.g. "
+                             "--ram 20KB --flash 64KB --macs 60K) or --board (see `tinytnas "
+                             "boards`)")
+        return HardwareBudget(**values).to_dict()
+    except ValueError as exc:
+        raise UsageError(_one_line(exc)) from None
+
+
 def _search_inputs(args: argparse.Namespace, recorded: dict[str, Any] | None) -> dict[str, Any]:
     """The study-defining inputs: given options, else recorded ones, else defaults."""
     rec = recorded or {}
-    if args.ram or args.flash or args.macs or not rec:
-        missing = [f"--{n}" for n in ("ram", "flash", "macs") if getattr(args, n) is None]
-        if missing and not rec:
-            raise UsageError(f"a new search needs a budget: give {', '.join(missing)} "
-                             "(e.g. --ram 20KB --flash 64KB --macs 60K)")
-        try:
-            budget = HardwareBudget(
-                ram=args.ram or rec["budget"]["ram"], flash=args.flash or rec["budget"]["flash"],
-                macs=args.macs or rec["budget"]["macs"],
-            ).to_dict()
-        except ValueError as exc:
-            raise UsageError(_one_line(exc)) from None
+    given = {n: getattr(args, n) for n in ("ram", "flash", "macs", "latency", "board")}
+    if any(v is not None for v in given.values()) or not rec:
+        budget = _budget(given, rec.get("budget", {}))
     else:
         budget = rec["budget"]
     _positive(args.epochs, "--epochs")
@@ -871,14 +907,32 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
+    from tinytnas_optuna._target._boards import (
+        CYCLES_PER_MAC_FLOOR,
+        DEFAULT_LATENCY_MS,
+        RUNTIME_FLASH,
+        RUNTIME_RAM,
+    )
+
+    presets = [{**vars(p), "model_ram": p.model_ram, "model_flash": p.model_flash,
+                "default_macs": p.macs_within(DEFAULT_LATENCY_MS)} for p in BOARDS.values()]
     if args.json:
-        print(json.dumps([vars(preset) for preset in BOARDS.values()], indent=2))
+        print(json.dumps(presets, indent=2))
         return 0
-    for preset in BOARDS.values():
-        print(f"{preset.name:10} {preset.core:10} {preset.clock_hz / 1e6:5g} MHz  "
-              f"{preset.ram // 1024:4} KB RAM  {preset.flash // 1024:5} KB flash  "
-              f"{preset.description}")
-        print(f"{'':10} source: {preset.source}")
+    for p in presets:
+        print(f"{p['name']:10} {p['core']:10} {p['clock_hz'] / 1e6:5g} MHz  "
+              f"{p['ram'] // 1024:4} KB RAM  {p['flash'] // 1024:5} KB flash  "
+              f"{p['description']}")
+        print(f"{'':10} source: {p['source']}")
+        print(f"{'':10} --board budget: RAM {p['model_ram'] // 1024} KB, flash "
+              f"{p['model_flash'] // 1024} KB, {p['default_macs']:,} MAC (or what --latency "
+              "allows)")
+    print(f"\nWhat a board leaves to the model is our rule, not a measurement: the TFLM runtime "
+          f"takes {RUNTIME_FLASH // 1024} KB of flash (measured, arm-none-eabi-size) and "
+          f"{RUNTIME_RAM // 1024} KB of RAM (an allowance), the application half of the rest. "
+          f"MACs: the most that can meet --latency (default {DEFAULT_LATENCY_MS:g} ms) at "
+          f"{', '.join(f'{c} {v:g}' for c, v in CYCLES_PER_MAC_FLOOR.items())} cycles per MAC, "
+          "fewer than any network of the family needs (docs/figures.md).")
     return 0
 
 

@@ -241,7 +241,7 @@ def _check_method(method: str, target: str = DEFAULT_TARGET) -> None:
 
 
 def _measure_model(
-    model: keras.Model, int8_io: bool, target: str | None = None
+    model: keras.Model, int8_io: bool, target: str | None = None, cycles: bool = False
 ) -> HardwareProfile:
     """Convert (with non-zero biases, few calibration samples) and measure; not cached.
 
@@ -249,6 +249,7 @@ def _measure_model(
         model: The Keras model; its weights are restored afterwards.
         int8_io: int8 instead of float32 input/output.
         target: Measure on this emulated core instead of this host.
+        cycles: With ``target``, also estimate the cycles of one inference.
 
     Returns:
         The measured :class:`HardwareProfile`.
@@ -260,7 +261,7 @@ def _measure_model(
         model_bytes = _convert(model, None, int8_io, True, samples=_PROFILE_SAMPLES)
         if target is None:
             return _profile_bytes(model_bytes, int8_io)
-    return _profile_on_target(model_bytes, target)
+    return _profile_on_target(model_bytes, target, cycles)
 
 
 def profile_architecture(
@@ -269,6 +270,7 @@ def profile_architecture(
     method: str = "measured",
     int8_io: bool = False,
     target: str = DEFAULT_TARGET,
+    cycles: bool = False,
 ) -> HardwareProfile:
     """Profile the network an :class:`Architecture` describes; cached per process.
 
@@ -279,6 +281,7 @@ def profile_architecture(
         int8_io: int8 instead of float32 input/output.
         target: The emulated core of ``"target"`` (``cortex-m4``, ``cortex-m7``,
             ``cortex-m33``).
+        cycles: With ``"target"``, also estimate the cycles of one inference.
 
     Returns:
         The :class:`HardwareProfile`.
@@ -303,9 +306,10 @@ def profile_architecture(
 
     def measure() -> HardwareProfile:
         model = build_model(arch.widths[0], arch.cells, arch.input_shape, arch.num_classes)
-        return _measure_model(model, int8_io, on)
+        return _measure_model(model, int8_io, on, cycles and on is not None)
 
-    return PROFILE_CACHE.get((arch, _cache_method(method, target), int8_io), measure)
+    key = _cache_method(method, target) + (":cycles" if cycles and on else "")
+    return PROFILE_CACHE.get((arch, key, int8_io), measure)
 
 
 def _cache_method(method: str, target: str) -> str:

@@ -32,6 +32,8 @@ class HardwareProfile:
         arena_tail: TFLM's reported tail (persistent buffers) on the target.
         instructions: Instructions one inference executes on the target.
         cycles: Estimated cycles of one inference on the target (when asked for).
+        ram_target: The target's smallest working arena, when a host profile was completed
+            with a target run (for a latency budget); ``ram`` stays the host-derived figure.
     """
 
     ram: int
@@ -46,6 +48,7 @@ class HardwareProfile:
     arena_tail: int | None = None
     instructions: int | None = None
     cycles: int | None = None
+    ram_target: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The profile as JSON-ready plain values (operators as a list).

@@ -8,7 +8,7 @@
 Profiles use it through ``method="target"`` (:mod:`tinytnas_optuna._hardware._profile`).
 """
 
-from tinytnas_optuna._target._boards import BOARDS, Board, board
+from tinytnas_optuna._target._boards import BOARDS, Board, check_board
 from tinytnas_optuna._target._build import TargetUnavailable, build_runner
 from tinytnas_optuna._target._qemu import TargetRun, measure_cycles, run_on_target
 
@@ -17,8 +17,8 @@ __all__ = [
     "Board",
     "TargetRun",
     "TargetUnavailable",
-    "board",
     "build_runner",
+    "check_board",
     "measure_cycles",
     "run_on_target",
 ]

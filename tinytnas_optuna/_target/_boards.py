@@ -1,15 +1,47 @@
-"""Board presets: which emulated core stands for a board, its clock, and its memories.
+"""Board presets: which emulated core stands for a board, its clock, its memories and the model's share.
 
 Latency on a board is the cycle estimate of :mod:`._cycles` divided by the board's clock: an
 estimate with zero wait states (code in flash with wait states, or caches, make a board slower).
-RAM and flash are the microcontroller's totals from its datasheet; the firmware (TFLM +
-CMSIS-NN, about 70 KB of code, its stack and buffers) uses part of them, the rest is left to the
-model: compare a profile's ``ram`` and ``flash`` with what your firmware leaves.
+RAM and flash are the microcontroller's totals from its datasheet. What is left to the model
+(``model_ram``, ``model_flash``) is our rule, not a measurement of any application: the TFLM
+runtime takes :data:`RUNTIME_FLASH` (measured) and :data:`RUNTIME_RAM` (an allowance), and half
+of the rest goes to the application (RTOS, radio stack, sensor buffers).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+#: Flash of the TFLM + CMSIS-NN runtime: ``arm-none-eabi-size`` of our Cortex-M4 runner
+#: (text + data 94,256 B, TinyTNAS operators only, newlib's printf included), rounded up.
+RUNTIME_FLASH = 96 * 1024
+#: RAM of the runtime outside the arena (stack, interpreter, op resolver): an allowance, not
+#: measured (the runner's static data is 1,404 B; its stack use is not measured).
+RUNTIME_RAM = 8 * 1024
+#: Fewest cycles per MAC assumed on each core, below every network of the family measured (the
+#: largest, 967K MACs: 4.65 on the M4, 3.57 on the M7, 4.68 on the M33; docs/figures.md).
+#: A MAC bound derived from a latency with it never rejects a network that meets the latency.
+CYCLES_PER_MAC_FLOOR = {"cortex-m4": 4.0, "cortex-m7": 3.0, "cortex-m33": 4.0}
+#: The latency a board preset's MAC bound is derived from when no latency is given.
+DEFAULT_LATENCY_MS = 20.0
+
+
+def model_share(total: int, runtime: int) -> int:
+    """Bytes left to the model: half of what the runtime leaves, in whole KB.
+
+    Args:
+        total: The chip's bytes.
+        runtime: The runtime's bytes.
+
+    Returns:
+        The model's share.
+
+    Example:
+        >>> model_share(256 * 1024, RUNTIME_RAM) // 1024
+        124
+    """
+    return (total - runtime) // 2 // 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,6 +65,42 @@ class Board:
     ram: int
     flash: int
     source: str
+
+    @property
+    def model_ram(self) -> int:
+        """Bytes of tensor arena left to the model (:func:`model_share`)."""
+        return model_share(self.ram, RUNTIME_RAM)
+
+    @property
+    def model_flash(self) -> int:
+        """Bytes of flash left to the model's flatbuffer (:func:`model_share`)."""
+        return model_share(self.flash, RUNTIME_FLASH)
+
+    def macs_within(self, latency_ms: float) -> int:
+        """The most MACs that can meet ``latency_ms`` at :data:`CYCLES_PER_MAC_FLOOR`.
+
+        Args:
+            latency_ms: The latency budget.
+
+        Returns:
+            A MAC bound no network meeting the latency exceeds.
+
+        Example:
+            >>> BOARDS["nano33ble"].macs_within(20.0)
+            320000
+        """
+        return math.floor(latency_ms / 1000 * self.clock_hz / CYCLES_PER_MAC_FLOOR[self.core])
+
+    def latency_floor_ms(self, macs: int) -> float:
+        """A lower bound of one inference's latency from its MACs (not a measurement).
+
+        Args:
+            macs: The network's MACs.
+
+        Returns:
+            Milliseconds at :data:`CYCLES_PER_MAC_FLOOR`.
+        """
+        return self.latency_ms(round(macs * CYCLES_PER_MAC_FLOOR[self.core]))
 
     def latency_ms(self, cycles: int) -> float:
         """Milliseconds of ``cycles`` at the board's clock.
@@ -76,7 +144,7 @@ BOARDS: dict[str, Board] = {
 }
 
 
-def board(name: str) -> Board:
+def check_board(name: str) -> Board:
     """The preset of a board.
 
     Args:
@@ -89,9 +157,10 @@ def board(name: str) -> Board:
         ValueError: For an unknown board.
 
     Examples:
-        >>> board("rp2350").core
+        >>> check_board("rp2350").core
         'cortex-m33'
     """
     if name not in BOARDS:
-        raise ValueError(f"board must be one of {', '.join(BOARDS)}, got {name!r}")
+        raise ValueError(f"unknown board {name!r}: one of {', '.join(BOARDS)} (see `tinytnas "
+                         "boards`)")
     return BOARDS[name]
