@@ -66,9 +66,9 @@ def _profile(macs: int, cycles: int | None) -> HardwareProfile:
 
 def test_board_budget_latency_fits_and_excess():
     budget = HardwareBudget.for_board("nano33ble", latency="10ms")
-    # The preset's share of the nRF52840's 256 KB / 1 MB, MACs that 10 ms allows at 4 cycles each.
-    assert (budget.ram, budget.flash, budget.macs) == (124 * 1024, 464 * 1024, 160_000)
-    assert budget.limits == {"ram": 126976, "flash": 475136, "macs": 160000, "latency_ms": 10.0}
+    # The preset's share of the nRF52840's 256 KB / 1 MB, MACs that 10 ms allows at 3 cycles each.
+    assert (budget.ram, budget.flash, budget.macs) == (124 * 1024, 464 * 1024, 213_333)
+    assert budget.limits == {"ram": 126976, "flash": 475136, "macs": 213333, "latency_ms": 10.0}
     assert budget.fits(_profile(50_000, 639_999)) and budget.latency_of(
         _profile(1, 640_000)) == pytest.approx(10.0)
     assert not budget.fits(_profile(50_000, 640_001))
@@ -78,8 +78,8 @@ def test_board_budget_latency_fits_and_excess():
     excess = budget.excess(_profile(50_000, 1_280_000))
     assert list(excess) == ["ram", "flash", "macs", "latency_ms"]
     assert excess["latency_ms"] == pytest.approx(1.0)
-    # Unmeasured (rejected on another figure first): the MAC lower bound, 4 cycles per MAC.
-    assert budget.excess(_profile(320_000, None))["latency_ms"] == pytest.approx(1.0)
+    # Unmeasured (rejected on another figure first): the MAC lower bound, 3 cycles per MAC.
+    assert budget.excess(_profile(320_000, None))["latency_ms"] == pytest.approx(0.5)
     # Explicit figures override the preset; the dict round-trips (the study records it).
     custom = HardwareBudget.for_board("rp2350", ram="20KB", macs="60K")
     assert (custom.ram, custom.macs, custom.latency_ms, custom.board) == (20480, 60000, None,
