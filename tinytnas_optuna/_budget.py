@@ -101,6 +101,18 @@ def parse_milliseconds(value: float | str, what: str = "latency") -> float:
     return _parse(value, _MILLISECOND_UNITS, what, '"20ms", "0.5s" or 20')
 
 
+def figure_text(value: float | None) -> str:
+    """A figure as the views print it: bytes and MACs with separators, milliseconds as is.
+
+    Example:
+        >>> figure_text(1048576), figure_text(12.5), figure_text(None)
+        ('1,048,576', '12.5', '?')
+    """
+    if value is None:
+        return "?"
+    return f"{value:,}" if float(value).is_integer() else f"{value:g}"
+
+
 @dataclass(frozen=True, init=False)
 class HardwareBudget:
     """What the target microcontroller offers: RAM and flash in bytes, MACs, optionally latency.

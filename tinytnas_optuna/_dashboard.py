@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from tinytnas_optuna._budget import LATENCY, HardwareBudget
-from tinytnas_optuna._plots import FIGURE_LABELS, PlotData, figure_text, pareto_front, plot_data
+from tinytnas_optuna._budget import LATENCY, HardwareBudget, figure_text
+from tinytnas_optuna._plots import FIGURE_LABELS, PlotData, pareto_front, plot_data
 from tinytnas_optuna._results import chance_level
 from tinytnas_optuna._training import SEARCH_STEPS, clearly_above
 from tinytnas_optuna._trial import ARTIFACT

@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget
+from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget, figure_text
 from tinytnas_optuna._recovery import (
     claim,
     fail_dead_trials,
@@ -454,7 +454,7 @@ class TinyTNASObjective:
         self._record_figures(trial, profile, feasible)
         if not feasible:
             trial.set_user_attr(EPOCHS, 0)
-            over = ", ".join(f"{n} {v:,.6g} > {self.budget.limits[n]:,.6g}"
+            over = ", ".join(f"{n} {figure_text(v)} > {figure_text(self.budget.limits[n])}"
                              for n, v in self.budget.over(profile).items())
             raise optuna.TrialPruned(f"infeasible, not trained: {over}")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget
+from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget, figure_text
 
 if TYPE_CHECKING:
     import optuna
@@ -27,18 +27,6 @@ if TYPE_CHECKING:
 #: Axis titles of the three hardware figures.
 FIGURE_LABELS = {"ram": "RAM (tensor arena, bytes)", "flash": "flash (.tflite, bytes)",
                  "macs": "MAC per inference", LATENCY: "latency (ms, emulated core)"}
-
-
-def figure_text(value: float | None) -> str:
-    """A figure as the views print it: bytes and MACs with separators, milliseconds as is.
-
-    Example:
-        >>> figure_text(1048576), figure_text(12.5), figure_text(None)
-        ('1,048,576', '12.5', '?')
-    """
-    if value is None:
-        return "?"
-    return f"{value:,}" if float(value).is_integer() else f"{value:g}"
 
 
 @dataclass(frozen=True)
