@@ -620,3 +620,17 @@ def test_every_view_counts_candidates_the_same_way() -> None:
     assert summary.best.trial == snap.best.trial == 3
     note = summary_note(study)
     assert "Trained 1, stopped early by the pruner 1, rejected for the budget 1" in note
+
+
+def test_latency_without_the_target_sources_fails_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No TFLM sources (or no toolchain): the latency cannot be measured, so nothing starts.
+    monkeypatch.delenv("TINYTNAS_TFLM_SRC", raising=False)
+    db = tmp_path / "t.db"
+    code, _, err = run(capsys, "search", "--dataset", "gunpoint", "--board", "nano33ble",
+                       "--latency", "20ms", "--storage", f"sqlite:///{db}", "--study", "s")
+    lines = [line for line in err.splitlines() if line.startswith("tinytnas: error:")]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("tinytnas: error: --latency:")
+    assert "TINYTNAS_TFLM_SRC" in lines[0] or "not found" in lines[0], err
+    assert not db.exists()
