@@ -196,7 +196,8 @@ def test_a_search_that_trains_nothing_says_why_and_exits_4(
                          "none")
     assert code == 4, err
     assert err.strip().splitlines()[-1] == ("tinytnas: error: the search ended before any "
-                                           "candidate finished training: give it more time")
+                                           "candidate finished training: give it more time or "
+                                           "more trials")
     assert "No feasible candidate found" in out
     assert not (tmp_path / "n-model").exists()  # no final model without an answer
 

@@ -75,7 +75,7 @@ class SearchSummary:
 
         Example:
             >>> SearchSummary("accuracy", None, 0, [], False).no_answer
-            'the search ended before any candidate finished training: give it more time'
+            'the search ended before any candidate finished training: give it more time or more trials'
         """
         if self.best is not None:
             return None
@@ -85,7 +85,7 @@ class SearchSummary:
                     f"{smallest}): give a larger budget")
         rejected = f" ({len(self.infeasible)} rejected for the budget)" if self.infeasible else ""
         return (f"the search ended before any candidate finished training{rejected}: "
-                "give it more time")
+                "give it more time or more trials")
 
     @property
     def warning(self) -> str | None:
