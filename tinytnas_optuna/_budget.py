@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tinytnas_optuna._hardware import HardwareProfile
+    from tinytnas_optuna._target._boards import Board
 
 FIGURES = ("ram", "flash", "macs")
 #: The fourth figure, constrained only when a budget names a latency (and a board).
@@ -227,9 +228,13 @@ class HardwareBudget:
         """
         if self.board is None or profile.cycles is None:
             return None
+        return self._preset().latency_ms(profile.cycles)
+
+    def _preset(self) -> Board:
+        """The :class:`~._target._boards.Board` of ``board`` (set whenever a latency is)."""
         from tinytnas_optuna._target._boards import check_board
 
-        return check_board(self.board).latency_ms(profile.cycles)
+        return check_board(str(self.board))
 
     def excess(self, profile: HardwareProfile) -> dict[str, float]:
         """Relative excess of each figure: ``used / budget - 1`` (<= 0 means it fits).
@@ -246,9 +251,7 @@ class HardwareBudget:
         excess = {}
         for name, value in self.values(profile).items():
             if value is None:  # an unmeasured latency
-                from tinytnas_optuna._target._boards import check_board
-
-                value = check_board(str(self.board)).latency_floor_ms(profile.macs)
+                value = self._preset().latency_floor_ms(profile.macs)
             excess[name] = value / self.limits[name] - 1.0
         return excess
 

@@ -337,7 +337,7 @@ def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | N
     board = check_board(str(budget.board))
     measured = profile_tflite(model_bytes, method="target", target=board.core, cycles=True)
     return {"board": board.name, "core": board.core,
-            "latency_ms": round(budget.latency_of(measured) or 0.0, 3),
+            "latency_ms": round(board.latency_ms(measured.cycles), 3),
             "cycles": measured.cycles, "ram_target": measured.ram, "source": measured.source}
 
 

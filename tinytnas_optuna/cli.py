@@ -260,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
                            f"{', '.join(BOARDS)} (see `tinytnas boards`)")
     prof.add_argument("--json", action="store_true", help="print one JSON object")
 
-    boards = sub.add_parser("boards", help="list the board presets of `profile --board`",
+    boards = sub.add_parser("boards", help="list the board presets of `search --board` and `profile --board`",
                             formatter_class=fmt,
                             description="Board presets: emulated core, clock, RAM and flash "
                                         "with their sources.")
@@ -932,7 +932,7 @@ def cmd_boards(args: argparse.Namespace) -> int:
           f"{RUNTIME_RAM // 1024} KB of RAM (an allowance), the application half of the rest. "
           f"MACs: the most that can meet --latency (default {DEFAULT_LATENCY_MS:g} ms) at "
           f"{', '.join(f'{c} {v:g}' for c, v in CYCLES_PER_MAC_FLOOR.items())} cycles per MAC, "
-          "fewer than any network of the family needs (docs/figures.md).")
+          "fewer than any network of the family measured (docs/figures.md).")
     return 0
 
 

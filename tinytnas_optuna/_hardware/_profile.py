@@ -115,12 +115,14 @@ def _target_source(core: str, int8_io: bool) -> str:
     from tinytnas_optuna._target._build import SOURCES_ENV
 
     io = "int8" if int8_io else "float32"
+    timing = ("one cycle per instruction plus load/store-multiple and divide costs (single-issue "
+              "Cortex-M7 model)" if core == "cortex-m7" else "Cortex-M4 instruction timings")
     return (
         f"RAM: smallest tensor arena with which TFLM's AllocateTensors succeeds on an emulated "
         f"{core} (QEMU mps2; TFLM + CMSIS-NN from {os.environ.get(SOURCES_ENV)} built with "
         f"arm-none-eabi-gcc; bisection in the firmware), head/tail as TFLM reports them there; "
         f"instructions: one Invoke under QEMU -icount; cycles (if asked for): QEMU's block "
-        f"trace weighted by Cortex-M4 instruction timings, zero wait states; flash: length of "
+        f"trace weighted by {timing}, zero wait states (an estimate); flash: length of "
         f"the int8 flatbuffer ({io} I/O); MACs: per-layer count of the converted graph."
     )
 
