@@ -1,6 +1,7 @@
-"""Micro-benchmarks: one measured profile, one analytic estimate, one training epoch against
-plain ``fit(batch_size=32)``, and each sampler's overhead per trial with 1,000 finished trials in
-the storage.
+"""Micro-benchmarks: one measured profile, what running TFLM and the converter in child
+processes costs per candidate, one analytic estimate, one training epoch against plain
+``fit(batch_size=32)``, and each sampler's overhead per trial with 1,000 finished trials in the
+storage.
 
 Run: ``python benchmarks/micro.py [--trials 1000] [--repeats 5] [--out benchmarks/results]``.
 Writes ``<out>/micro.md``. Profiling and training reuse ``bench_profile.py`` and
@@ -38,6 +39,53 @@ def bench_profiles() -> list[tuple[str, float]]:
              f"{bench_profile.RUNS}"), measured),
             ("first measured profile in a process (incl. TF/TFLM start-up)", first),
             ("analytic estimate, median", analytic)]
+
+
+class _InProcess:
+    """Stands in for a child of ``_native`` and runs its handlers in this process (the
+    baseline of :func:`bench_isolation`: the same code without the process boundary)."""
+
+    def __init__(self, kind: str) -> None:
+        from tinytnas_optuna._hardware._native import _HANDLERS
+
+        self.handlers = _HANDLERS[kind]
+
+    def call(self, method: str, *args: object, timeout: float, what: str = "") -> object:
+        return self.handlers[method](*args)
+
+
+def bench_isolation(runs: int = 9) -> list[tuple[str, float]]:
+    """Per candidate: a measured profile with TFLM and the converter in child processes against
+    the same code in this process, alternating on the same fresh architectures (median)."""
+    import bench_profile
+
+    from tinytnas_optuna._hardware import _native
+    from tinytnas_optuna._hardware._profile import _measure_architecture
+    from tinytnas_optuna._quiet import import_keras_quietly
+
+    import_keras_quietly()
+    archs = bench_profile._fresh_architectures(2 * runs + 1)
+    children = (_native.TFLM, _native.CONVERTER)
+    _measure_architecture(archs[-1], False)  # children started and warm
+    local = (_InProcess("tflm"), _InProcess("convert"))
+    _native.TFLM, _native.CONVERTER = local
+    _measure_architecture(archs[-1], False)  # this process's TensorFlow warm too
+    contained, in_process = [], []
+    try:
+        for i, arch in enumerate(archs[:-1]):
+            use_children = i % 2 == 0
+            _native.TFLM, _native.CONVERTER = children if use_children else local
+            start = time.perf_counter()
+            _measure_architecture(arch, False)
+            (contained if use_children else in_process).append(time.perf_counter() - start)
+    finally:
+        _native.TFLM, _native.CONVERTER = children
+    inside, outside = statistics.median(in_process), statistics.median(contained)
+    return [(f"measured profile, TFLM and converter in this process (baseline), median of "
+             f"{len(in_process)}", inside),
+            (f"measured profile, TFLM and converter in child processes (default), median of "
+             f"{len(contained)}", outside),
+            ("cost of the process boundary per candidate", outside - inside)]
 
 
 def bench_epoch(k: int = 8, c: int = 3) -> list[tuple[str, float]]:
@@ -148,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     print("profiling ...", flush=True)
-    profiles = bench_profiles()
+    profiles = bench_profiles() + bench_isolation()
     epochs = [] if args.skip_training else (print("training ...", flush=True) or bench_epoch())
     print(f"sampler overhead with {args.trials} finished trials ...", flush=True)
     overhead = {kind: bench_sampler_overhead(args.trials, args.repeats, kind)

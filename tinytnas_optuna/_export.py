@@ -31,13 +31,30 @@ _RESOLVER_METHODS = {
 def tflm_predict(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
     """Run every sample through TensorFlow Lite Micro (the runtime on the board).
 
+    TFLM runs in the measuring process (:mod:`tinytnas_optuna._hardware._native`): a crash
+    there raises a ``MeasurementError`` here.
+
     Args:
         model_bytes: An int8 ``.tflite`` flatbuffer (float32 or int8 input/output).
         features: ``(N, L, C)`` float32 features, already standardised.
 
     Returns:
         ``(N, K)`` float32 class scores (dequantised when the output is int8).
+
+    Raises:
+        MeasurementError: When TFLM fails or crashes.
     """
+    from tinytnas_optuna._hardware._native import TFLM
+
+    features = np.asarray(features, dtype=np.float32)
+    # About 0.3 ms per HAR window here; a generous allowance before the call counts as hung.
+    timeout = 120.0 + 0.05 * len(features)
+    return TFLM.call("predict", bytes(model_bytes), features, timeout=timeout,
+                     what=f"running {len(features)} series through TFLM")
+
+
+def _predict_in_process(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
+    """:func:`tflm_predict`'s work, in this process (the measuring process runs it)."""
     from tflite_micro.python.tflite_micro import runtime
 
     interpreter = runtime.Interpreter.from_bytes(bytes(model_bytes))
@@ -46,7 +63,7 @@ def tflm_predict(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
     in_scale, in_zero = _quant(inp)
     out_scale, out_zero = _quant(out)
     results = []
-    for sample in np.asarray(features, dtype=np.float32):
+    for sample in features:
         x = sample[None, ...]
         if inp["dtype"] == np.int8:
             x = np.clip(np.round(x / in_scale + in_zero), -128, 127).astype(np.int8)

@@ -18,6 +18,8 @@ import optuna
 from optuna.trial import TrialState
 
 from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget, figure_text
+from tinytnas_optuna._hardware._types import MeasurementError
+from tinytnas_optuna._networks import NetworkKeeper, TrainedNetwork, kept_weights, upload_network
 from tinytnas_optuna._recovery import (
     claim,
     fail_dead_trials,
@@ -49,6 +51,7 @@ from tinytnas_optuna._trial import (
     CANDIDATE,
     CYCLES,
     EPOCHS,
+    ERROR,
     EVAL_SECONDS,
     FEASIBLE,
     FIDELITY,
@@ -73,11 +76,15 @@ from tinytnas_optuna._trial import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from optuna.artifacts._protocol import ArtifactStore
+
     from tinytnas_optuna._hardware import HardwareProfile
     from tinytnas_optuna._retrain import RetrainReport
 
 # Seconds between looks at the storage while waiting for another worker's identical candidate.
 _POLL_SECONDS = 0.5
+# Seconds between re-estimates of the final model's reserve during a training.
+_DEADLINE_REFRESH = 5.0
 #: A re-ranking training (fidelity level >= 1) is this many times the search's steps.
 RERANK_STEPS_FACTOR = 2
 
@@ -124,8 +131,12 @@ class TinyTNASObjective:
         learning_rate: Override its peak learning rate.
         int8_io: Measure the model with int8 input/output instead of float32.
         on_trained: ``callable(trial, model, data)`` called after each training that completed
-            at least one epoch, with the trained Keras model and the :class:`PreparedData`
-            (e.g. to store the model as an artifact); the model is discarded afterwards.
+            at least one epoch, with the trained Keras model (at its best validation point;
+            under cross-validation its best fold's) and the :class:`PreparedData` (e.g. to
+            store the model as an artifact); the model is discarded afterwards.
+        artifact_store: Where each trained candidate's network is stored (weights, as an
+            artifact of its trial), so that the final model of another process can fall back
+            on it; the best few are kept in this process's memory either way.
     """
 
     def __init__(
@@ -149,6 +160,7 @@ class TinyTNASObjective:
         learning_rate: float | None = None,
         int8_io: bool = False,
         on_trained: Callable[[optuna.Trial, Any, PreparedData], None] | None = None,
+        artifact_store: ArtifactStore | None = None,
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -184,8 +196,13 @@ class TinyTNASObjective:
         self.clock_start = clock_start
         self.int8_io = int8_io
         self.on_trained = on_trained
+        self.artifact_store = artifact_store
+        #: The best networks this process trained (the final model's fallback).
+        self.networks = NetworkKeeper()
         self._end: float | None = None
         self._deadline: float | None = None
+        self._deadline_checked = 0.0
+        self._study: optuna.Study | None = None
         self._stopped = False
         self._given = {"steps": steps, "epochs": epochs, "batch_size": batch_size,
                        "learning_rate": learning_rate, "val_fraction": val_fraction}
@@ -196,6 +213,11 @@ class TinyTNASObjective:
         }
         self._bound: set[tuple[int, int]] = set()
         self.check_budget_reachable()
+        # The measuring and converting processes start now: their imports overlap ours.
+        from tinytnas_optuna._hardware._native import CONVERTER, TFLM
+
+        CONVERTER.start()
+        TFLM.start()
 
     def spec(self, sampler: optuna.samplers.BaseSampler) -> SearchSpec:
         """What defines this search, as the study records it (see :mod:`tinytnas_optuna._study`).
@@ -325,7 +347,9 @@ class TinyTNASObjective:
         """Train, convert, check and export the search's best within what is left of ``timeout``.
 
         The one call after ``study.optimize(objective)``: :func:`retrain_best` on this
-        objective's data, seed and metric, bounded by the end of the time bound.
+        objective's data, seed and metric, bounded by the end of the time bound. The network
+        the search trained for the best architecture is exported instead when the final
+        training cannot run its schedule in the time left, or ends below it.
 
         Args:
             study: The study this objective searched.
@@ -343,8 +367,13 @@ class TinyTNASObjective:
             timeout = max(self._end - time.monotonic(), 1.0)
         elif self.timeout is not None:
             timeout = self.timeout
+        from tinytnas_optuna._results import summarize
+
+        best = summarize(study).best
         kwargs = {"timeout": timeout, "seed": self.seed, "metric": self.metric,
-                  "int8_io": self.int8_io, **kwargs}
+                  "int8_io": self.int8_io, "artifact_store": self.artifact_store,
+                  "candidate": None if best is None else self.networks.best_of(best.k, best.c),
+                  **kwargs}
         return retrain_best(study, self._inputs["train"], val=self._inputs["val"], test=test,
                             groups=self._inputs["groups"],
                             val_fraction=self._inputs["val_fraction"], out_dir=out_dir,
@@ -444,12 +473,17 @@ class TinyTNASObjective:
         level = int(system.get(LEVEL, 0))
         trial.set_user_attr(PHASE, system.get(SAMPLER_PHASE, "search"))
         trial.set_user_attr(FIDELITY, self.fidelity(level))
+        self._study = trial.study
         self._update_deadline(trial.study)
         self._stop_if_out_of_time(trial)
         arch = self.architecture(k, c)
         trial.set_user_attr(WIDTHS, list(arch.widths) + [arch.dense])
 
-        profile = self.profile(arch)
+        try:
+            profile = self.profile(arch)
+        except MeasurementError as error:  # the trial fails; the search goes on
+            trial.set_user_attr(ERROR, " ".join(str(error).split())[:1000])
+            raise
         feasible = self.budget.fits(profile)
         self._record_figures(trial, profile, feasible)
         if not feasible:
@@ -463,6 +497,17 @@ class TinyTNASObjective:
         if reused is not None:
             return reused
         return self._train(trial, arch, k, c, level)
+
+    def _keep(self, trial: optuna.Trial, network: TrainedNetwork) -> None:
+        """Keep a trained network for the final model: in memory, and as an artifact."""
+        self.networks.add(network)
+        if self.artifact_store is None:
+            return
+        try:
+            upload_network(trial, network, self.artifact_store)
+        except Exception as exc:  # noqa: BLE001 - a stored copy never costs the trial
+            optuna.logging.get_logger(__name__).warning(
+                f"trial {trial.number}: network not stored as an artifact: {exc}")
 
     def validation_facts(self) -> dict[str, Any]:
         """How candidates are validated and what predicting the majority class would score.
@@ -483,8 +528,18 @@ class TinyTNASObjective:
         }
 
     def out_of_time(self) -> bool:
-        """Whether the search's time is up (or a stop was requested)."""
-        return self._deadline is not None and time.monotonic() >= self._deadline
+        """Whether the search's time is up (or a stop was requested).
+
+        The final model's reserve is re-estimated every few seconds from the study, so that a
+        training in flight stops at the current deadline, not at the one of its start.
+        """
+        if self._deadline is None:
+            return False
+        now = time.monotonic()
+        if self._study is not None and now - self._deadline_checked >= _DEADLINE_REFRESH:
+            self._deadline_checked = now
+            self._update_deadline(self._study)
+        return now >= self._deadline
 
     def request_stop(self) -> None:
         """End the search now, as if the time bound were reached (e.g. on Ctrl-C).
@@ -601,8 +656,11 @@ class TinyTNASObjective:
         for fold, split in enumerate(splits):
             keras.utils.set_random_seed(seed + fold)  # before building: the initial weights
             model = build_model(k, c, self.data.input_shape, self.data.num_classes)
-            result = train(model, split, schedule, seed=seed + fold, stop=self.out_of_time,
-                           on_evaluation=on_evaluation)
+            result = train(
+                model, split, schedule, seed=seed + fold, stop=self.out_of_time,
+                on_evaluation=on_evaluation,
+                keep_best=lambda pred, y=split.y_val: score(y, pred, self.metric,
+                                                            self.data.num_classes))
             results.append(result)
             if result.cut or pruned["flag"]:
                 break
@@ -619,6 +677,13 @@ class TinyTNASObjective:
         trial.set_user_attr(STEPS, steps_done)
         trial.set_user_attr(EPOCHS,
                             _epochs(curve[-1][0], schedule, splits[0]) if curve else 0)
+        kept = kept_weights([(r.best_weights, r.best_value) for r in results])
+        if kept is not None and model is not None:
+            weights, value, fold = kept
+            model.set_weights(weights)  # the network the final model may fall back on
+            self._keep(trial, TrainedNetwork(trial.number, k, c, weights, value,
+                                             results[fold].steps,
+                                             None if holdout else fold))
         if curve and self.on_trained is not None:
             self.on_trained(trial, model, self.data)
         if any(r.cut for r in results):

@@ -104,6 +104,8 @@ class SearchProgress:
         stream: Where to write (default ``sys.stderr``).
         live: Redraw in place (default: when ``stream`` is a terminal).
         interval: Seconds between looks at the storage.
+        started: ``time.monotonic()`` from which ``timeout`` counts (default: entering the
+            ``with`` block).
     """
 
     def __init__(
@@ -115,8 +117,10 @@ class SearchProgress:
         stream: TextIO | None = None,
         live: bool | None = None,
         interval: float = 1.0,
+        started: float | None = None,
     ) -> None:
         self.study = study
+        self._started = started
         self.timeout = timeout
         self.metric = metric
         self._own_stream = _dup_stderr() if stream is None else None
@@ -132,7 +136,7 @@ class SearchProgress:
         self._seen_epoch: dict[int, int] = {}
 
     def __enter__(self) -> Self:
-        self._start = time.monotonic()
+        self._start = time.monotonic() if self._started is None else self._started
         self._thread = threading.Thread(target=self._run, name="tinytnas-progress", daemon=True)
         self._thread.start()
         return self

@@ -30,9 +30,11 @@ from tinytnas_optuna._training import (
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.artifacts._protocol import ArtifactStore
 
     from tinytnas_optuna._budget import HardwareBudget
     from tinytnas_optuna._hardware import HardwareProfile
+    from tinytnas_optuna._networks import TrainedNetwork
 
 #: int8 may lose at most this much (accuracy, 0..1) to float on validation before it is fixed.
 INT8_TOLERANCE = 0.01
@@ -40,9 +42,11 @@ INT8_TOLERANCE = 0.01
 CALIBRATION = (200, 2000)
 #: Recalibration on inputs clipped at these percentiles of their magnitude, tried in order.
 CLIP_PERCENTILES = (99.9, 99.0, 98.0)
-# Seconds kept back from ``timeout`` for conversion, TFLM scoring and export: a fixed part
-# plus a per-series TFLM cost (measured ~0.3 ms per HAR window on this CPU; 1 ms is generous).
-_RESERVE_SECONDS = 10.0
+# Seconds kept back from ``timeout`` for conversion, TFLM scoring and export: a fixed part, a
+# part per conversion (0.2-1 s measured here, calibration included) and a per-series TFLM cost
+# (measured ~0.3 ms per HAR window on this CPU; 1 ms is generous).
+_RESERVE_SECONDS = 2.0
+_CONVERSION_SECONDS = 1.5
 _TFLM_SECONDS_PER_SERIES = 1e-3
 #: Restarts of the final training.
 RESTARTS = 3
@@ -53,8 +57,11 @@ _RESTART_SECONDS = 2.0
 
 def _after_training_seconds(*, n_val: int, n_eval: int, n_train: int, restarts: int) -> float:
     """Seconds :func:`retrain_best` keeps back from its ``timeout`` for conversion, TFLM
-    scoring and export (its training is planned to end that long before the bound)."""
-    return _RESERVE_SECONDS + _TFLM_SECONDS_PER_SERIES * (n_val * restarts + n_eval + n_train)
+    scoring and export (its training is planned to end that long before the bound): with a
+    hold-out every restart is converted and scored, else the one that fits best."""
+    conversions = restarts if n_val else 1
+    return (_RESERVE_SECONDS + _CONVERSION_SECONDS * conversions
+            + _TFLM_SECONDS_PER_SERIES * (n_val * restarts + n_eval + n_train))
 
 
 def estimate_final_seconds(
@@ -63,10 +70,8 @@ def estimate_final_seconds(
 ) -> float:
     """Estimated wall time of :func:`retrain_best` (default schedule), from a search training.
 
-    The training part comes from the search's measured speed: a step's time grows with the
-    batch less than in proportion (the per-step overhead of a small network dominates), so the
-    search's seconds per step are scaled by the square root of the batch ratio. The rest is
-    what ``retrain_best`` itself keeps back for conversion, TFLM scoring and export (its
+    The training part comes from the search's measured speed (:func:`restart_seconds`). The
+    rest is what ``retrain_best`` itself keeps back for conversion, TFLM scoring and export (its
     training is planned to end that long before its bound), so that a bound of this many
     seconds lets the final schedule run to its end: without that part, runs on ECG5000 had
     their final schedule cut to a third.
@@ -85,13 +90,39 @@ def estimate_final_seconds(
 
     Example:
         >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_val=0, n_eval=1000))
-        111
+        105
     """
     schedule = final_schedule(n_train)
-    per_step = step_seconds * math.sqrt(schedule.batch_size / search_batch)
-    per_restart = schedule.steps * per_step + schedule.evaluations * eval_seconds
-    return restarts * (per_restart + _RESTART_SECONDS) + _after_training_seconds(
+    per_restart = restart_seconds(step_seconds, search_batch, schedule, eval_seconds)
+    return restarts * per_restart + _after_training_seconds(
         n_val=n_val, n_eval=n_eval, n_train=n_train, restarts=restarts)
+
+
+def restart_seconds(
+    step_seconds: float, search_batch: int, schedule: Schedule, eval_seconds: float = 0.0
+) -> float:
+    """Estimated seconds of one final training (one restart), from the search's speed.
+
+    A step's time grows with the batch less than in proportion (the per-step overhead of a
+    small network dominates), so the search's seconds per step are scaled by the square root
+    of the batch ratio; building and compiling the model adds about 2 s.
+
+    Args:
+        step_seconds: Measured seconds per training step of the network in the search.
+        search_batch: The search's batch size.
+        schedule: The final schedule.
+        eval_seconds: Measured seconds of one validation point (0: none).
+
+    Returns:
+        Seconds (an estimate).
+
+    Example:
+        >>> round(restart_seconds(0.004, 256, final_schedule(6258)), 1)
+        31.3
+    """
+    per_step = step_seconds * math.sqrt(schedule.batch_size / search_batch)
+    return (schedule.steps * per_step + schedule.evaluations * eval_seconds
+            + _RESTART_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -134,6 +165,11 @@ class RetrainReport:
         target: Under a latency budget, the exported model measured on the board's emulated
             core: ``board``, ``core``, ``latency_ms``, ``cycles``, ``ram_target``, ``source``;
             None otherwise.
+        model_source: ``"final training"``, or ``"search network (trial N)"`` when the
+            search's own trained network was exported instead (see ``model_reason``).
+        model_reason: Why that model was exported: the comparison made, or why the final
+            training could not run.
+        phase_seconds: Wall seconds of ``"train"``, ``"quantise"`` and ``"export"``.
     """
 
     k: int
@@ -165,6 +201,9 @@ class RetrainReport:
     warning: str | None
     seconds: float
     target: dict[str, Any] | None = None
+    model_source: str = "final training"
+    model_reason: str | None = None
+    phase_seconds: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -175,10 +214,17 @@ class RetrainReport:
         val = ("" if self.val_int8_accuracy is None else
                f"On validation: float {self.val_float_accuracy:.4f}, int8 "
                f"{self.val_int8_accuracy:.4f} ({self.quantization['action']})\n")
+        if self.model_source == "final training":
+            made = (f"Retrained k={self.k}, c={self.c}: {self.steps} steps ({self.epochs_run} "
+                    f"epochs), {self.restarts_run} restart(s), best val {self.best_val:.4f}, "
+                    f"{self.seconds:.0f} s\n")
+        else:
+            made = (f"Exported the {self.model_source}, k={self.k}, c={self.c}: {self.steps} "
+                    f"steps, val {self.best_val:.4f}, {self.seconds:.0f} s\n")
+        if self.model_reason:
+            made += f"Why: {self.model_reason}\n"
         return (
-            f"Retrained k={self.k}, c={self.c}: {self.steps} steps ({self.epochs_run} epochs), "
-            f"{self.restarts_run} restart(s), best val {self.best_val:.4f}, "
-            f"{self.seconds:.0f} s\n{val}"
+            made + val +
             f"On {self.evaluated_on}: float accuracy {self.float_accuracy:.4f} "
             f"(balanced {self.float_balanced_accuracy:.4f}); int8 in TFLite Micro "
             f"{self.int8_accuracy:.4f} (balanced {self.int8_balanced_accuracy:.4f}); "
@@ -213,6 +259,8 @@ def retrain_best(
     seed: int | None = None,
     int8_io: bool | None = None,
     class_names: list[str] | None = None,
+    candidate: TrainedNetwork | None = None,
+    artifact_store: ArtifactStore | None = None,
 ) -> RetrainReport:
     """Retrain the best architecture, convert it to int8, check it in TFLM, export it.
 
@@ -243,6 +291,12 @@ def retrain_best(
         seed: Seed for the split and the training (default: the search's).
         int8_io: Export with int8 input/output instead of float32 (default: the search's).
         class_names: Readable class names for the C header.
+        candidate: The search's own trained network of the best architecture (what
+            :class:`TinyTNASObjective` kept); exported instead of the final training when
+            that cannot run its schedule in the time left or ends below it (``report.json``
+            says which and why).
+        artifact_store: Where the search stored its networks: the candidate is read from it
+            when not given.
 
     Returns:
         The :class:`RetrainReport` (also written as ``report.json``).
@@ -295,25 +349,124 @@ def retrain_best(
         reserve = _after_training_seconds(n_val=len(data.y_val), n_eval=len(y_eval),
                                           n_train=len(data.y_train), restarts=restarts)
         deadline = started + max(timeout - reserve, 0.25 * timeout)
+    if candidate is None and artifact_store is not None:
+        from tinytnas_optuna._networks import find_network
 
+        candidate = find_network(study, k, c, artifact_store)
+    if candidate is not None and (candidate.k, candidate.c) != (k, c):
+        raise ValueError(f"the network given is k={candidate.k}, c={candidate.c}; the search's "
+                         f"best is k={k}, c={c}")
+    phases: dict[str, float] = {}
+    clock = time.monotonic()
+    # The search's own network first: whatever happens next, it is ready to export.
+    fallback = None
+    if candidate is not None:
+        fallback = _quantise([_candidate_run(candidate, data)], data, metric=metric, seed=seed,
+                             int8_io=int8_io, deadline=deadline)
     runs = _train_final(k, c, data, schedule, restarts=restarts, metric=metric, seed=seed,
-                        deadline=deadline)
-    model, model_bytes, profile, quant = _quantise(runs, data, metric=metric, seed=seed,
-                                                   int8_io=int8_io, deadline=deadline)
+                        deadline=deadline, optional=fallback is not None,
+                        estimate=_restart_estimate(study, k, c, schedule, holdout))
+    phases["train"] = time.monotonic() - clock
+    clock = time.monotonic()
+    final = _quantise(runs, data, metric=metric, seed=seed, int8_io=int8_io,
+                      deadline=deadline) if runs else None
+    chosen, source, reason = _choose(final, fallback, runs, schedule, candidate, holdout)
+    model, model_bytes, profile, quant = chosen
+    phases["quantise"] = time.monotonic() - clock
+    clock = time.monotonic()
     target = _on_target(model_bytes, spec.hardware_budget)
     float_pred = predict_labels(model, x_eval)
     int8_pred = _int8_predict(model_bytes, x_eval)
-    kept = runs[quant["restart"]]
+    if chosen is final:
+        kept_steps, kept_val = runs[quant["restart"]]["steps"], runs[quant["restart"]]["val"]
+    else:
+        assert candidate is not None
+        kept_steps, kept_val = candidate.steps, candidate.value
     report = _export(
         out_dir, k=k, c=c, data=data, x_eval=x_eval, y_eval=y_eval, evaluated_on=evaluated_on,
         float_pred=float_pred, int8_pred=int8_pred, model_bytes=model_bytes, profile=profile,
-        quant=quant, schedule=schedule, steps=kept["steps"], restarts_run=len(runs),
-        best_val=kept["val"] if holdout else float(summary.best.value),  # type: ignore[arg-type]
+        quant=quant, schedule=schedule, steps=kept_steps, restarts_run=len(runs),
+        best_val=(kept_val if holdout or chosen is not final
+                  else float(summary.best.value)),  # type: ignore[arg-type]
         holdout=holdout, validation="holdout" if holdout else summary.validation or "k-fold",
         class_names=class_names, started=started, target=target,
+        model_source=source, model_reason=reason, phases=phases,
     )
     record_final(study, report, out_dir)
     return report
+
+
+def _candidate_run(candidate: TrainedNetwork, data: PreparedData) -> dict[str, Any]:
+    """The search's network as :func:`_quantise` takes a run."""
+    model = candidate.model(data.input_shape, data.num_classes)
+    return {"model": model, "val": candidate.value, "steps": candidate.steps,
+            "complete": True, "fit_loss": 0.0}
+
+
+def _restart_estimate(
+    study: optuna.Study, k: int, c: int, schedule: Schedule, holdout: bool
+) -> float | None:
+    """Seconds one final restart should take, from the search's trainings of ``(k, c)``.
+
+    Returns:
+        The estimate (:func:`restart_seconds`), or None when the search measured no speed.
+    """
+    from tinytnas_optuna._trial import EVAL_SECONDS, PARAMS, STEP_SECONDS
+
+    timed = [t for t in study.get_trials(deepcopy=False)
+             if (t.params.get("k"), t.params.get("c")) == (k, c)
+             and t.user_attrs.get(STEP_SECONDS) and t.user_attrs.get(PARAMS)]
+    if not timed:
+        return None
+    trial = timed[-1]
+    evals = float(trial.user_attrs.get(EVAL_SECONDS) or 0.0) if holdout else 0.0
+    return restart_seconds(float(trial.user_attrs[STEP_SECONDS]),
+                           int(trial.user_attrs[PARAMS]["batch_size"]), schedule, evals)
+
+
+Quantised = tuple[Any, bytes, "HardwareProfile", dict[str, Any]]
+
+
+def _choose(
+    final: Quantised | None, fallback: Quantised | None, runs: list[dict[str, Any]],
+    schedule: Schedule, candidate: TrainedNetwork | None, holdout: bool,
+) -> tuple[Quantised, str, str | None]:
+    """The model to export: the final training's, unless the search's network is better.
+
+    With a hold-out both are scored in TFLM on it and the better wins (ties: the final model).
+    Under cross-validation there is no series the final model did not train on: it is kept
+    when its schedule ran to its end and it fits the training series at least as well as the
+    search's network, which trained on two thirds of them (a final model at one class does not).
+
+    Returns:
+        ``(chosen, model_source, model_reason)``.
+    """
+    if fallback is None:
+        assert final is not None
+        return final, "final training", None
+    assert candidate is not None
+    source = f"search network (trial {candidate.trial})"
+    if final is None:
+        return fallback, source, ("the time left could not fit one run of the final "
+                                  f"training's schedule ({schedule.steps} steps)")
+    ours, theirs = final[3]["int8"], fallback[3]["int8"]
+    run = runs[final[3]["restart"]]
+    if holdout:
+        if theirs > ours:
+            return fallback, source, (f"on validation, int8 in TFLM: the final training "
+                                      f"{ours:.4f}, the search's network {theirs:.4f}")
+        return final, "final training", (f"on validation, int8 in TFLM: the final training "
+                                          f"{ours:.4f}, the search's network {theirs:.4f}")
+    if not run["complete"]:
+        return fallback, source, (f"the final training ran {run['steps']} of its "
+                                  f"{schedule.steps} steps before the time bound")
+    if theirs > ours:
+        return fallback, source, (
+            f"on the training series, int8 in TFLM: the final training {ours:.4f}, below the "
+            f"search's network {theirs:.4f}, which trained on two thirds of them")
+    return final, "final training", (
+        f"on the training series, int8 in TFLM: the final training {ours:.4f}, the search's "
+        f"network {theirs:.4f}")
 
 
 def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | None:
@@ -343,13 +496,20 @@ def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | N
 
 def _train_final(
     k: int, c: int, data: PreparedData, schedule: Schedule, *, restarts: int, metric: str,
-    seed: int, deadline: float | None,
+    seed: int, deadline: float | None, optional: bool = False, estimate: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``restarts`` models (at least one, more while time remains).
+    """Train up to ``restarts`` models, each only if its whole schedule fits the time left.
+
+    A restart starts only when the time left holds its estimated length (``estimate`` from the
+    search's speed, then the first restart's measured time); a shortened schedule trains
+    less than the search's own network had. Only when there is nothing to fall back on
+    (``optional`` False) does a first restart run in whatever time there is, its schedule
+    shortened to fit.
 
     Returns:
         Per restart: ``model`` (left at its best validation checkpoint), ``val`` (its float
-        validation metric, nan without validation), ``steps``.
+        validation metric, nan without validation), ``steps``, ``complete`` (the whole
+        schedule ran), ``fit_loss``. Empty when nothing could run.
     """
     import keras
 
@@ -362,10 +522,10 @@ def _train_final(
         time_limit = None
         if deadline is not None:
             left = deadline - time.monotonic()
-            if runs and left <= 0:
+            if (runs or optional) and (left <= 0 or (estimate is not None and left < estimate)):
                 break
-            # An equal share of what is left for each remaining restart.
-            time_limit = max(left, 1.0) / (restarts - restart)
+            time_limit = max(left, 1.0)
+        begun = time.monotonic()
         keras.utils.set_random_seed(seed + restart)  # before building: initial weights
         model = build_model(k, c, data.input_shape, n)
         stop = None if deadline is None else (lambda: time.monotonic() >= deadline)
@@ -377,7 +537,9 @@ def _train_final(
         values = [score(data.y_val, p, metric, n) for p in result.predictions]
         runs.append({"model": model, "val": max(values) if values else math.nan,
                      "fit_loss": None if values else _fit_loss(model, data),
-                     "steps": result.steps})
+                     "steps": result.steps, "complete": result.steps >= schedule.steps})
+        # The next restart needs what this one took.
+        estimate = time.monotonic() - begun
     return runs
 
 
@@ -487,10 +649,12 @@ def _export(
     model_bytes: bytes, profile: HardwareProfile, quant: dict[str, Any], schedule: Schedule,
     steps: int, restarts_run: int, best_val: float, holdout: bool, validation: str,
     class_names: list[str] | None, started: float, target: dict[str, Any] | None,
+    model_source: str, model_reason: str | None, phases: dict[str, float],
 ) -> RetrainReport:
     """Write the firmware files and ``report.json``; return the report."""
     from tinytnas_optuna._export import write_firmware_files
 
+    export_started = time.monotonic()
     n = data.num_classes
     cm = np.zeros((n, n), dtype=int)
     np.add.at(cm, (y_eval, int8_pred), 1)
@@ -528,6 +692,9 @@ def _export(
         val_int8_accuracy=quant["int8"] if holdout else None,
         quantization=quant, majority_rate=majority, above_chance=above, warning=warning,
         seconds=round(time.monotonic() - started, 1), target=target,
+        model_source=model_source, model_reason=model_reason,
+        phase_seconds={**{k_: round(v, 1) for k_, v in phases.items()},
+                       "export": round(time.monotonic() - export_started, 1)},
     )
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
     return report

@@ -80,7 +80,8 @@ def run_search(
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_sigint) if main else None
     display = SearchProgress(study, timeout=timeout, metric=objective.metric,
-                             live=None if progress == "auto" else progress == "live")
+                             live=None if progress == "auto" else progress == "live",
+                             started=objective.clock_start)
     aborted = False
     try:
         if progress == "none":

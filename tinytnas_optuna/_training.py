@@ -374,6 +374,7 @@ class TrainResult:
         predictions: Predicted validation labels at each of those points.
         cut: Whether ``stop`` (the time bound) ended it before its schedule.
         best_weights: Weights at the best validation point (``keep_best``), else None.
+        best_value: ``keep_best``'s value there, else None.
         seconds: Wall time.
         step_seconds: Seconds per training step after the first validation point (the
             compilation of training and prediction, and the validations, excluded); None when
@@ -390,6 +391,7 @@ class TrainResult:
     seconds: float
     step_seconds: float | None = None
     eval_seconds: float | None = None
+    best_value: float | None = None
 
 
 def train(
@@ -494,6 +496,7 @@ def train(
                 if value >= state["best"]:
                     state["best"] = value
                     result.best_weights = self.model.get_weights()
+                    result.best_value = value
             if on_evaluation is not None and on_evaluation(state["steps"], pred):
                 self.model.stop_training = True
             # Speed is timed from here: the first validation compiled the prediction function.

@@ -265,6 +265,13 @@ def _parser() -> argparse.ArgumentParser:
                             description="Board presets: emulated core, clock, RAM and flash "
                                         "with their sources.")
     boards.add_argument("--json", action="store_true", help="print a JSON list")
+    sub.add_parser("doctor", help="check this machine for what tinytnas needs",
+                   formatter_class=fmt,
+                   description="Check Python, the pinned packages, TFLM, the Arm toolchain with "
+                               "its C and C++ libraries, QEMU and TINYTNAS_TFLM_SRC (and, as "
+                               "optional, the datasets extra, PostgreSQL and Chromium); print "
+                               "for each missing piece the one command that installs it. Builds "
+                               "nothing. Exit 0 when everything required is there, else 1.")
     return parser
 
 
@@ -406,10 +413,13 @@ def _make_objective(
 
 
 def _upload_artifacts(objective: TinyTNASObjective, artifact_dir: Path) -> None:
-    """Attach each trained model's int8 .tflite to its trial (creates the artifact folder)."""
+    """Attach each trained network (its int8 .tflite, its weights) to its trial (creates the
+    artifact folder)."""
     from tinytnas_optuna._dashboard import TFLiteArtifactUploader, artifact_store
 
-    objective.on_trained = TFLiteArtifactUploader(artifact_store(artifact_dir))
+    store = artifact_store(artifact_dir)
+    objective.on_trained = TFLiteArtifactUploader(store)
+    objective.artifact_store = store
 
 
 def _budget(given: dict[str, str | None], recorded: dict[str, Any]) -> dict[str, Any]:
@@ -793,10 +803,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import_keras_quietly()
     try:
         # The search's seed, metric and split are read back from the study.
+        store = None
+        if attrs.get("artifact_dir") and Path(attrs["artifact_dir"]).is_dir():
+            from tinytnas_optuna._dashboard import artifact_store
+
+            store = artifact_store(Path(attrs["artifact_dir"]))
         report = retrain_best(
             study, data.train, val=data.val, test=test, steps=args.steps, epochs=args.epochs,
             timeout=timeout, out_dir=out, groups=data.groups,
-            class_names=attrs.get("class_names"),
+            class_names=attrs.get("class_names"), artifact_store=store,
         )
     except ValueError as exc:  # other data than the search's, test labels outside its classes
         raise UsageError(_one_line(exc)) from None
@@ -936,8 +951,17 @@ def cmd_boards(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from tinytnas_optuna._doctor import check_environment, exit_status, format_checks
+
+    checks = check_environment()
+    print(format_checks(checks))
+    return exit_status(checks)
+
+
 COMMANDS = {
     "datasets": cmd_datasets,
+    "doctor": cmd_doctor,
     "profile": cmd_profile,
     "boards": cmd_boards,
     "search": cmd_search,
@@ -963,7 +987,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or argparse's own usage error (exit 2)
         return int(exc.code or 0)
-    if args.command not in ("datasets", "profile", "boards"):
+    if args.command not in ("datasets", "profile", "boards", "doctor"):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress shows what matters
@@ -988,5 +1012,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def run() -> NoReturn:
+    """The ``tinytnas`` console script: :func:`main`, then leave without finalising.
+
+    Once everything is written and flushed, the process ends with ``os._exit``: tearing down
+    TensorFlow takes 1-6 s here, which would count against a search's time bound.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    from tinytnas_optuna._hardware._native import close_all
+
+    close_all()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,7 +1,7 @@
 """TFLM's tensor arena: run TFLM on a model, parse its report, derive the 32-bit figure.
 
-TensorFlow Lite for Microcontrollers (``tflite-micro`` on PyPI, run in-process, imported on
-first use) prints its allocations to fd 2 on this 64-bit host; :func:`ram_32bit` turns that
+TensorFlow Lite for Microcontrollers (``tflite-micro`` on PyPI, run in the measuring process of
+:mod:`._native`) prints its allocations to fd 2 on this 64-bit host; :func:`ram_32bit` turns that
 report into the arena of a 32-bit microcontroller (derivation in ``docs/figures.md``).
 """
 
@@ -135,11 +135,12 @@ def _align_up(value: int, alignment: int = ARENA_ALIGNMENT) -> int:
 def tflm_arena(model_bytes: bytes) -> ArenaReport:
     """Run TFLM on the model and read its arena report (``print_allocations``).
 
-    The interpreter gets an arena of 1 MiB or 10x the model; when TFLM reports memory missing,
-    the arena is quadrupled (up to 256 MiB) before giving up. Then an interpreter with exactly
-    the reported total is made; when it fails, the smallest working arena above it is searched
-    (:attr:`ArenaReport.min_arena`). The bytes are checked to be a readable TFLite flatbuffer
-    first, so garbage never reaches TFLM's C++.
+    TFLM runs in the measuring process (:mod:`._native`): a crash there is a
+    :class:`MeasurementError` for this model, never a dead caller. The interpreter gets an arena
+    of 1 MiB or 10x the model; when TFLM reports memory missing, the arena is quadrupled (up to
+    256 MiB) before giving up. Then the smallest arena with which it allocates is searched
+    (:attr:`ArenaReport.min_arena`, :func:`_host_min_arena`). The bytes are checked to be a
+    readable TFLite flatbuffer first, so garbage never reaches TFLM's C++.
 
     Args:
         model_bytes: An int8 ``.tflite`` flatbuffer.
@@ -149,12 +150,36 @@ def tflm_arena(model_bytes: bytes) -> ArenaReport:
         32-bit figure.
 
     Raises:
-        MeasurementError: When TFLM fails or its report cannot be parsed.
+        MeasurementError: When TFLM fails, crashes, or its report cannot be parsed.
     """
+    from tinytnas_optuna._hardware._native import TFLM
+
     graph = _read_graph(model_bytes)  # refuse garbage before it reaches C++
+    data = bytes(model_bytes)
+    text, arena = TFLM.call("report", data, timeout=_CALL_SECONDS,
+                            what="reporting the arena of a model")
+    report = parse_arena_report(text, subgraphs=graph.subgraphs)
+    return replace(report, min_arena=_host_min_arena(data, report.total, arena))
+
+
+#: Seconds one TFLM call in the measuring process may take before it counts as hung.
+_CALL_SECONDS = 120.0
+
+
+def _report_in_process(data: bytes) -> tuple[str, int]:
+    """TFLM's allocation report, in this process (the measuring process runs it).
+
+    Args:
+        data: The model.
+
+    Returns:
+        ``(captured report text, arena size it was made with)``.
+
+    Raises:
+        MeasurementError: When TFLM fails with every arena up to 256 MiB, or for another reason.
+    """
     from tflite_micro.python.tflite_micro import runtime
 
-    data = bytes(model_bytes)
     arena = max(1 << 20, 10 * len(data))
     with FD2_LOCK:
         while True:
@@ -166,7 +191,7 @@ def tflm_arena(model_bytes: bytes) -> ArenaReport:
                         interpreter.print_allocations()
                     finally:
                         text = read()
-                break
+                return text, arena
             except Exception as error:
                 # An arena too small for head or tail makes TFLM print "... Requested: R,
                 # available A, missing: M"; offer more before giving up. Other failures (e.g. an
@@ -177,8 +202,26 @@ def tflm_arena(model_bytes: bytes) -> ArenaReport:
                 raise MeasurementError(
                     f"TFLM failed: {type(error).__name__}: {error}\n{tail(text)}"
                 ) from error
-        report = parse_arena_report(text, subgraphs=graph.subgraphs)
-        return replace(report, min_arena=_host_min_arena(data, report.total, arena))
+
+
+def _allocates_in_process(data: bytes, size: int) -> bool:
+    """Whether TFLM's ``AllocateTensors`` succeeds with an arena of ``size`` bytes, here.
+
+    Args:
+        data: The model.
+        size: Arena bytes.
+
+    Returns:
+        True when the interpreter could be made.
+    """
+    from tflite_micro.python.tflite_micro import runtime
+
+    with capture_fd2():
+        try:
+            runtime.Interpreter.from_bytes(data, arena_size=size)
+        except Exception:  # noqa: BLE001 - TFLM reports every allocation failure so
+            return False
+    return True
 
 
 def _host_min_arena(data: bytes, total: int, works: int) -> int:
@@ -186,8 +229,10 @@ def _host_min_arena(data: bytes, total: int, works: int) -> int:
 
     TFLM's reported total is not always enough: while planning, it holds temporary data
     (allocation info per tensor, planner scratch per buffer) on the head side, freed before it
-    reports, and with a small planned head that peak exceeds the total. Call with
-    :data:`~tinytnas_optuna._quiet.FD2_LOCK` held.
+    reports, and with a small planned head that peak exceeds the total. Each size is tried in
+    the measuring process; a size at which TFLM crashes (it does not check every allocation:
+    seen only with arenas too small) counts as one that does not allocate, which can only
+    raise the figure, never lower it.
 
     Args:
         data: The model.
@@ -198,15 +243,14 @@ def _host_min_arena(data: bytes, total: int, works: int) -> int:
         ``total`` when it works (one interpreter made), else the smallest multiple of 16
         above it that works (bisection, about 10 interpreters).
     """
-    from tflite_micro.python.tflite_micro import runtime
+    from tinytnas_optuna._hardware._native import TFLM, NativeCrash
 
     def allocates(size: int) -> bool:
-        with capture_fd2():
-            try:
-                runtime.Interpreter.from_bytes(data, arena_size=size)
-            except Exception:  # noqa: BLE001 - TFLM reports every allocation failure so
-                return False
-        return True
+        try:
+            return bool(TFLM.call("allocates", data, size, timeout=_CALL_SECONDS,
+                                  what=f"allocating a {size} B arena"))
+        except NativeCrash:
+            return False
 
     if allocates(total):
         return total

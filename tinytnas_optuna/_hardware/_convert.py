@@ -1,8 +1,9 @@
 """Keras model to fully int8-quantised TFLite flatbuffer, with TensorFlow's converter.
 
 TensorFlow is imported inside the functions, so importing this module stays light. The
-converter's C++ output on fd 2 is captured; routine chatter is dropped and the rest written
-back. Every conversion is counted in :data:`CONVERSIONS`.
+converter runs in the converting process of :mod:`._native` (a crash there is a
+:class:`MeasurementError`); its C++ output on fd 2 is captured there, routine chatter is
+dropped and the rest written back here. Every conversion is counted in :data:`CONVERSIONS`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ConversionCount:
     """How many conversions this process has completed, by any caller.
 
     Attributes:
-        value: The count; :func:`_convert` adds one per conversion, holding ``FD2_LOCK``.
+        value: The count; one per conversion, added by the process that asked for it.
     """
 
     value: int = 0
@@ -111,7 +112,9 @@ def convert_int8(
     """Convert a Keras model to a fully int8-quantised TFLite flatbuffer.
 
     Post-training full-integer quantisation with TF's ``TFLiteConverter``
-    (``supported_ops=[TFLITE_BUILTINS_INT8]``), batch size fixed to 1.
+    (``supported_ops=[TFLITE_BUILTINS_INT8]``), batch size fixed to 1. The converter runs in
+    the converting process (:mod:`._native`), where a crash is an error, not a dead caller; a
+    model that cannot be rebuilt there from its config (custom layers) is converted here.
 
     Args:
         model: A Keras model with one static-shape input.
@@ -128,14 +131,17 @@ def convert_int8(
     Raises:
         MeasurementError: When the model cannot be converted.
     """
-    with FD2_LOCK:
-        return _convert(model, representative_data, int8_io, strip_names, samples=100)
+    return _convert(model, representative_data, int8_io, strip_names, samples=100)
+
+
+#: Seconds one conversion may take in the converting process before it counts as hung.
+_CONVERT_SECONDS = 900.0
 
 
 def _convert(
     model: keras.Model, data: Any, int8_io: bool, strip_names: bool, samples: int
 ) -> bytes:
-    """Convert and count one conversion; the caller holds ``FD2_LOCK``.
+    """Convert a Keras model in the converting process and count one conversion.
 
     Args:
         model: A Keras model with one static-shape input.
@@ -146,6 +152,131 @@ def _convert(
 
     Returns:
         The ``.tflite`` bytes.
+
+    Raises:
+        MeasurementError: When the model cannot be converted.
+    """
+    shape = _input_shape(model)
+    calibration = _samples(shape, data, samples)
+    try:
+        source: tuple[Any, ...] = ("keras", model.to_json(), model.get_weights())
+    except (NotImplementedError, TypeError, ValueError):  # a model Keras cannot describe
+        source = ()
+    if source:
+        model_bytes, captured = convert_source(source, calibration, int8_io, strip_names,
+                                               samples)
+        if model_bytes is not None:
+            return model_bytes
+    # Custom layers the converting process cannot rebuild: convert here (not contained).
+    with FD2_LOCK:
+        model_bytes, captured = _convert_here(model, calibration, int8_io, strip_names, samples)
+    reemit(captured, _CONVERTER_NOISE)
+    CONVERSIONS.value += 1
+    return model_bytes
+
+
+def convert_source(
+    source: tuple[Any, ...], calibration: np.ndarray | None, int8_io: bool, strip_names: bool,
+    samples: int,
+) -> tuple[bytes | None, str]:
+    """Convert in the converting process, re-emit its warnings, count the conversion.
+
+    Args:
+        source: ``("keras", model_json, weights)`` or ``("arch", k, c, input_shape,
+            num_classes)`` (built there, all-zero biases made non-zero as for a trained model).
+        calibration: ``(N, *input_shape)`` float32 samples, or None for seeded noise.
+        int8_io: int8 instead of float32 input/output.
+        strip_names: Remove tensor names and signatures.
+        samples: How many representative samples the converter calibrates on.
+
+    Returns:
+        ``(bytes, captured text)``; bytes None when the model could not be rebuilt there.
+
+    Raises:
+        MeasurementError: When the conversion fails or the converting process dies.
+    """
+    from tinytnas_optuna._hardware._native import CONVERTER
+
+    model_bytes, captured = CONVERTER.call(
+        "convert", source, calibration, int8_io, strip_names, samples,
+        timeout=_CONVERT_SECONDS, what="converting a model to int8")
+    if model_bytes is not None:
+        reemit(captured, _CONVERTER_NOISE)
+        CONVERSIONS.value += 1
+    return model_bytes, captured
+
+
+def _samples(shape: tuple[int, ...], data: Any, samples: int) -> np.ndarray | None:
+    """The representative samples as one array ``(n, *shape)``, at most ``samples`` of them.
+
+    Args:
+        shape: The input shape without the batch dimension.
+        data: Samples, ``(x, y)`` pairs, or None.
+        samples: How many to keep at most.
+
+    Returns:
+        The float32 array, or None for seeded random normal data.
+    """
+    import numpy as np
+
+    if data is None:
+        return None
+    kept = []
+    for i, sample in enumerate(data):
+        if i >= samples:
+            break
+        if isinstance(sample, (tuple, list)):  # (x, y) pairs from a dataset
+            sample = sample[0]
+        kept.append(np.asarray(sample, dtype=np.float32).reshape(shape))
+    if not kept:
+        raise MeasurementError("the representative data holds no sample")
+    return np.stack(kept)
+
+
+def _convert_in_child(
+    source: tuple[Any, ...], calibration: np.ndarray | None, int8_io: bool, strip_names: bool,
+    samples: int,
+) -> tuple[bytes | None, str]:
+    """The converting process's side of :func:`convert_source`.
+
+    Returns:
+        ``(bytes, captured text)``, or ``(None, why)`` when a ``"keras"`` model cannot be
+        rebuilt here (its caller converts it itself).
+    """
+    import keras
+
+    if source[0] == "arch":
+        from tinytnas_optuna._space import build_model
+
+        model = build_model(*source[1:])
+        with _nonzero_biases(model):
+            result = _convert_here(model, calibration, int8_io, strip_names, samples)
+    else:
+        try:
+            model = keras.models.model_from_json(source[1])
+            model.set_weights(source[2])
+        except Exception as error:  # noqa: BLE001 - custom layers: converted by the caller
+            return None, f"{type(error).__name__}: {error}"
+        result = _convert_here(model, calibration, int8_io, strip_names, samples)
+    keras.backend.clear_session()  # one long-lived process converts thousands of models
+    return result
+
+
+def _convert_here(
+    model: keras.Model, calibration: np.ndarray | None, int8_io: bool, strip_names: bool,
+    samples: int,
+) -> tuple[bytes, str]:
+    """Convert in this process, capturing the converter's fd 2 output.
+
+    Args:
+        model: A Keras model with one static-shape input.
+        calibration: Representative samples, or None for seeded noise.
+        int8_io: int8 instead of float32 input/output.
+        strip_names: Remove tensor names and signatures.
+        samples: How many representative samples the converter calibrates on.
+
+    Returns:
+        ``(bytes, captured text)``.
 
     Raises:
         MeasurementError: When the model cannot be converted.
@@ -169,7 +300,7 @@ def _convert(
                 frozen = convert_variables_to_constants_v2(function.get_concrete_function(spec))
                 converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.representative_dataset = _representative(shape, data, samples)
+                converter.representative_dataset = _representative(shape, calibration, samples)
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
                 if int8_io:
                     converter.inference_input_type = tf.int8
@@ -181,11 +312,9 @@ def _convert(
         raise MeasurementError(
             f"TFLite conversion failed: {type(error).__name__}: {error}\n{tail(captured)}"
         ) from error
-    reemit(captured, _CONVERTER_NOISE)
-    CONVERSIONS.value += 1
     if strip_names:
         model_bytes = _strip_strings(model_bytes)
-    return model_bytes
+    return model_bytes, captured
 
 
 def _strip_strings(model_bytes: bytes) -> bytes:

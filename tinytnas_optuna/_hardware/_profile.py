@@ -18,8 +18,7 @@ from tinytnas_optuna._hardware._convert import _convert, _input_shape, _nonzero_
 from tinytnas_optuna._hardware._estimate import estimate_profile
 from tinytnas_optuna._hardware._flatbuffer import _read_graph
 from tinytnas_optuna._hardware._types import HardwareProfile, MeasurementError
-from tinytnas_optuna._quiet import FD2_LOCK
-from tinytnas_optuna._space import KERNEL_SIZE, Architecture, architecture, build_model
+from tinytnas_optuna._space import KERNEL_SIZE, Architecture, architecture
 
 if TYPE_CHECKING:
     import keras
@@ -193,8 +192,7 @@ def profile_tflite(
     graph = _read_graph(model_bytes)
     if method == "target":
         return _profile_on_target(model_bytes, target, cycles)
-    with FD2_LOCK:
-        return _profile_bytes(model_bytes, graph.int8_input)
+    return _profile_bytes(model_bytes, graph.int8_input)
 
 
 def convert_and_profile(
@@ -219,10 +217,8 @@ def convert_and_profile(
     Raises:
         MeasurementError: When conversion or TFLM fails.
     """
-    with FD2_LOCK:
-        model_bytes = _convert(model, representative_data, int8_io, True,
-                               samples=calibration_samples)
-        return model_bytes, _profile_bytes(model_bytes, int8_io)
+    model_bytes = _convert(model, representative_data, int8_io, True, samples=calibration_samples)
+    return model_bytes, _profile_bytes(model_bytes, int8_io)
 
 
 def _check_method(method: str, target: str = DEFAULT_TARGET) -> None:
@@ -259,11 +255,35 @@ def _measure_model(
     Raises:
         MeasurementError: When conversion, TFLM or the target run fails.
     """
-    with FD2_LOCK, _nonzero_biases(model):
+    with _nonzero_biases(model):
         model_bytes = _convert(model, None, int8_io, True, samples=_PROFILE_SAMPLES)
-        if target is None:
-            return _profile_bytes(model_bytes, int8_io)
+    return _measure_bytes(model_bytes, int8_io, target, cycles)
+
+
+def _measure_bytes(
+    model_bytes: bytes, int8_io: bool, target: str | None, cycles: bool
+) -> HardwareProfile:
+    """Measure converted bytes on this host or on an emulated core."""
+    if target is None:
+        return _profile_bytes(model_bytes, int8_io)
     return _profile_on_target(model_bytes, target, cycles)
+
+
+def _measure_architecture(
+    arch: Architecture, int8_io: bool, target: str | None = None, cycles: bool = False
+) -> HardwareProfile:
+    """Build, convert (in the converting process) and measure a family network; not cached.
+
+    The network is built where it is converted, so profiling a candidate costs this process
+    neither a model build nor a conversion.
+    """
+    from tinytnas_optuna._hardware._convert import convert_source
+
+    source = ("arch", arch.widths[0], arch.cells, arch.input_shape, arch.num_classes)
+    model_bytes, why = convert_source(source, None, int8_io, True, _PROFILE_SAMPLES)
+    if model_bytes is None:  # the family's layers are built-in: never expected
+        raise MeasurementError(f"the converting process could not build {arch}: {why}")
+    return _measure_bytes(model_bytes, int8_io, target, cycles)
 
 
 def profile_architecture(
@@ -307,8 +327,7 @@ def profile_architecture(
     on = target if method == "target" else None
 
     def measure() -> HardwareProfile:
-        model = build_model(arch.widths[0], arch.cells, arch.input_shape, arch.num_classes)
-        return _measure_model(model, int8_io, on, cycles and on is not None)
+        return _measure_architecture(arch, int8_io, on, cycles and on is not None)
 
     key = _cache_method(method, target) + (":cycles" if cycles and on else "")
     return PROFILE_CACHE.get((arch, key, int8_io), measure)
