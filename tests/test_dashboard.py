@@ -36,15 +36,15 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("dash")
     url = f"sqlite:///{folder / 'tinytnas.db'}"
     code = main(["search", "--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB",
-                 "--macs", "60K", "--timeout", "20s", "--epochs", "1", "--storage", url,
+                 "--macs", "60K", "--timeout", "30s", "--steps", "300", "--storage", url,
                  "--study", "gp", "--progress", "none", "--no-model"])
-    assert code in (0, 3)  # 3: 1-epoch trainings stay at chance; all is written
+    assert code == 0  # 300 steps learn gunpoint: the best is clearly above chance
     # A second search in the same storage, with its own artifact folder and metric.
     code = main(["search", "--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB",
-                 "--macs", "60K", "--timeout", "12s", "--epochs", "1", "--storage", url,
+                 "--macs", "60K", "--timeout", "20s", "--steps", "300", "--storage", url,
                  "--study", "other", "--metric", "balanced_accuracy", "--artifact-dir",
                  str(folder / "other-artifacts"), "--progress", "none", "--no-model"])
-    assert code in (0, 3)
+    assert code == 0
     return url
 
 

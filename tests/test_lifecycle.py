@@ -137,8 +137,9 @@ def _gunpoint():
 def _objective(ds, **kw):
     import tinytnas_optuna as tt
 
+    # 300 steps: gunpoint's networks learn (0.8-0.9), so a study at chance fails the tests.
     settings = {"budget": tt.HardwareBudget(ram="20KB", flash="64KB", macs="2K"), "seed": 0,
-                "steps": 60}
+                "steps": 300}
     settings.update(kw)
     return tt.TinyTNASObjective((ds.x_train, ds.y_train), **settings)
 
@@ -186,7 +187,7 @@ def test_other_data_or_budget_on_the_same_study_fails_with_one_line(tmp_path):
         "import optuna, tinytnas_optuna as tt\n"
         "from tinytnas_optuna.datasets import load_dataset\n"
         "ds = load_dataset('gunpoint')\n"
-        "objective = tt.TinyTNASObjective((ds.x_train[:40], ds.y_train[:40]), seed=0, steps=60,"
+        "objective = tt.TinyTNASObjective((ds.x_train[:40], ds.y_train[:40]), seed=0, steps=300,"
         " budget=tt.HardwareBudget(ram='20KB', flash='64KB', macs='2K'))\n"
         f"study = optuna.create_study(direction='maximize', storage={url!r}, study_name='s',"
         " load_if_exists=True, sampler=tt.TinyTNASSampler(seed=0))\n"
@@ -233,11 +234,12 @@ def test_show_retrain_and_worker_on_a_study_made_from_python(tmp_path, capsys):
     test = tmp_path / "test.npz"
     np.savez(test, features=ds.x_test, labels=ds.y_test)
     code = main(["retrain", "--storage", url, "--study", "py", "--out", str(tmp_path / "m"),
-                 "--steps", "100", "--train", str(train), "--test", str(test)])
-    assert code in (0, 3), capsys.readouterr().err
+                 "--steps", "300", "--train", str(train), "--test", str(test)])
+    assert code == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "m" / "report.json").read_text())
     assert report["evaluated_on"] == "test" and (report["k"], report["c"]) == (
         shown["best"]["k"], shown["best"]["c"])
+    assert report["int8_accuracy"] >= 0.75, report
 
     # A worker joins it with the same files; with other files it is refused before any trial.
     n = len(optuna.load_study(study_name="py", storage=url).trials)
@@ -247,5 +249,5 @@ def test_show_retrain_and_worker_on_a_study_made_from_python(tmp_path, capsys):
     assert len(optuna.load_study(study_name="py", storage=url).trials) == n
     code = main(["worker", "--storage", url, "--study", "py", "--train", str(train),
                  "--timeout", "20s", "--progress", "none"])
-    assert code in (0, 3), capsys.readouterr().err
+    assert code == 0, capsys.readouterr().err
     assert len(optuna.load_study(study_name="py", storage=url).trials) > n

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 
 import numpy as np
 import pytest
@@ -22,18 +21,24 @@ from tinytnas_optuna._hardware import MeasurementError, profile_architecture, pr
 from tinytnas_optuna._hardware._arena import STRUCT_SIZES, tflm_arena
 from tinytnas_optuna._hardware._convert import _convert, _nonzero_biases
 from tinytnas_optuna._hardware._estimate import estimate_profile
-from tinytnas_optuna._quiet import FD2_LOCK, capture_fd2
 from tinytnas_optuna._space import architecture, build_model
 from tinytnas_optuna._target._build import SOURCES_ENV, build_keys, build_runner, resolve_sources
 from tinytnas_optuna._target._qemu import measure_cycles, run_on_target
 
 
 def _require_target() -> None:
-    """Skip (fail under CI=true) without the toolchain, QEMU or the sources."""
-    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make") if not shutil.which(t)]
-    if missing:
-        require_service("Cortex-M toolchain/QEMU", f"{', '.join(missing)} not found (apt-get "
-                        "install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+    """Skip (fail under CI=true) without the toolchain, its libraries, QEMU or the sources:
+    what ``tinytnas doctor`` checks, with its fixes as the reason."""
+    from tinytnas_optuna._doctor import (
+        check_cxx_library,
+        check_newlib,
+        check_qemu,
+        check_toolchain,
+    )
+
+    for check in (check_toolchain(), check_newlib(), check_cxx_library(), check_qemu()):
+        if not check.ok:
+            require_service(check.name, f"{check.detail} ({check.fix})")
     if not os.environ.get(SOURCES_ENV):
         require_service("TFLM sources", f"set {SOURCES_ENV} to tflm-sources.tar.xz (.ci/run "
                         "does when ../shared/third_party has it)")
@@ -55,8 +60,7 @@ def _model_bytes(k: int, cells: int, shape: tuple[int, int], classes: int, int8_
     for variable in model.weights:
         variable.assign(rng.normal(0, 0.3, variable.shape).astype("float32"))
     data = rng.normal(size=(16, *shape)).astype("float32")
-    with FD2_LOCK:
-        return _convert(model, data, int8_io, True, samples=16)
+    return _convert(model, data, int8_io, True, samples=16)
 
 
 def _host_output(model: bytes, inputs: np.ndarray) -> bytes:
@@ -114,7 +118,7 @@ def _sample(seed: int, count: int) -> list:
 def _convert_arch(arch, int8_io: bool) -> bytes:
     """The bytes profile_architecture measures (non-zero biases, few calibration samples)."""
     model = build_model(arch.widths[0], arch.cells, arch.input_shape, arch.num_classes)
-    with FD2_LOCK, _nonzero_biases(model):
+    with _nonzero_biases(model):
         return _convert(model, None, int8_io, True, samples=8)
 
 
@@ -145,21 +149,25 @@ def test_derived_ram_never_below_target_on_50_architectures(target):
 
 
 def _exact_host_min_arena(model: bytes) -> int:
-    """Smallest arena the host TFLM allocates with, to the byte (independent of the package)."""
-    from tflite_micro.python.tflite_micro import runtime
+    """Smallest arena the host TFLM allocates with, to the byte (independent of the package's
+    search; in a child process, since TFLM crashes at some sizes)."""
+    from tinytnas_optuna._hardware._native import NativeCrash, NativeProcess
+
+    child = NativeProcess("tflm")
 
     def allocates(size: int) -> bool:
-        with FD2_LOCK, capture_fd2():
-            try:
-                runtime.Interpreter.from_bytes(model, arena_size=size)
-            except Exception:  # noqa: BLE001 - any allocation failure
-                return False
-        return True
+        try:
+            return bool(child.call("allocates", model, size, timeout=60))
+        except NativeCrash:
+            return False
 
     low, high = 256, 1 << 20
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if allocates(middle) else (middle, high)
+    try:
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if allocates(middle) else (middle, high)
+    finally:
+        child.close()
     return high
 
 
@@ -275,9 +283,9 @@ def test_search_with_a_latency_budget(target, tmp_path, capsys):
 
     url = f"sqlite:///{tmp_path / 'lat.db'}"
     code = cli.main(["search", "--dataset", "gunpoint", "--board", "nano33ble", "--latency",
-                     "6ms", "--steps", "150", "--trials", "3", "--storage", url, "--study",
+                     "6ms", "--steps", "300", "--trials", "3", "--storage", url, "--study",
                      "lat", "--progress", "none", "--no-model"])
-    assert code in (0, 3), capsys.readouterr().err
+    assert code == 0, capsys.readouterr().err
     study = optuna.load_study(study_name="lat", storage=url)
     budget = study.user_attrs["budget"]
     assert (budget["board"], budget["latency"], budget["ram"]) == ("nano33ble", 6.0, 124 * 1024)
@@ -296,10 +304,11 @@ def test_search_with_a_latency_budget(target, tmp_path, capsys):
     assert all(t.user_attrs["feasible"] for t in study.trials if t.state.name == "COMPLETE")
 
     out = tmp_path / "best"
-    code = cli.main(["retrain", "--storage", url, "--study", "lat", "--steps", "100", "--out",
+    code = cli.main(["retrain", "--storage", url, "--study", "lat", "--steps", "300", "--out",
                      str(out)])
-    assert code in (0, 3), capsys.readouterr().err
+    assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
+    assert report["int8_accuracy"] >= 0.75, report
     best = next(t for t in study.trials if (t.params.get("k"), t.params.get("c")) == (
         report["k"], report["c"]) and t.user_attrs.get("latency_ms") is not None)
     assert report["target"]["board"] == "nano33ble"

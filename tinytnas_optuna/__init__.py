@@ -31,6 +31,7 @@ _EXPORTS = {
     "clear_profile_cache": "_hardware",
     "PreparedData": "_training",
     "CandidateRecord": "_trial",
+    "TrainedNetwork": "_networks",
     "TinyTNASSampler": "_sampler",
     "TinyTNASObjective": "_objective",
     "HardwareAwarePruner": "_pruner",
@@ -70,6 +71,7 @@ __all__ = [
     "TFLiteArtifactUploader",
     "TinyTNASObjective",
     "TinyTNASSampler",
+    "TrainedNetwork",
     "architecture",
     "build_model",
     "clear_profile_cache",
@@ -109,6 +111,7 @@ if TYPE_CHECKING:
         profile_model,
         profile_tflite,
     )
+    from tinytnas_optuna._networks import TrainedNetwork
     from tinytnas_optuna._objective import TinyTNASObjective
     from tinytnas_optuna._plots import plot_accuracy_vs_figures, plot_search_path, save_plots
     from tinytnas_optuna._progress import SearchProgress

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tinytnas_optuna._hardware._types import MeasurementError
 from tinytnas_optuna._training import (
     PreparedData,
     Schedule,
@@ -169,6 +170,9 @@ class RetrainReport:
             search's own trained network was exported instead (see ``model_reason``).
         model_reason: Why that model was exported: the comparison made, or why the final
             training could not run.
+        comparison: Where the final training and the search's network were both scored
+            (``"on"``: ``"validation"`` or ``"training series"``) and their int8 figures
+            there (``"final_training"``, ``"search_network"``); None when there was no choice.
         phase_seconds: Wall seconds of ``"train"``, ``"quantise"`` and ``"export"``.
     """
 
@@ -203,6 +207,7 @@ class RetrainReport:
     target: dict[str, Any] | None = None
     model_source: str = "final training"
     model_reason: str | None = None
+    comparison: dict[str, Any] | None = None
     phase_seconds: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -361,16 +366,29 @@ def retrain_best(
     # The search's own network first: whatever happens next, it is ready to export.
     fallback = None
     if candidate is not None:
-        fallback = _quantise([_candidate_run(candidate, data)], data, metric=metric, seed=seed,
-                             int8_io=int8_io, deadline=deadline)
+        try:
+            fallback = _quantise([_candidate_run(candidate, data)], data, metric=metric,
+                                 seed=seed, int8_io=int8_io, deadline=deadline)
+        except MeasurementError:  # its conversion failed: the final training must do
+            candidate = None
     runs = _train_final(k, c, data, schedule, restarts=restarts, metric=metric, seed=seed,
                         deadline=deadline, optional=fallback is not None,
                         estimate=_restart_estimate(study, k, c, schedule, holdout))
     phases["train"] = time.monotonic() - clock
     clock = time.monotonic()
-    final = _quantise(runs, data, metric=metric, seed=seed, int8_io=int8_io,
-                      deadline=deadline) if runs else None
-    chosen, source, reason = _choose(final, fallback, runs, schedule, candidate, holdout)
+    final, failed = None, None
+    if runs:
+        try:
+            final = _quantise(runs, data, metric=metric, seed=seed, int8_io=int8_io,
+                              deadline=deadline)
+        except MeasurementError as error:
+            if fallback is None:
+                raise
+            failed = " ".join(str(error).split())
+    chosen, source, reason, comparison = _choose(final, fallback, runs, schedule, candidate,
+                                                 holdout)
+    if failed:
+        reason = f"the final model's conversion or TFLM check failed: {failed}"
     model, model_bytes, profile, quant = chosen
     phases["quantise"] = time.monotonic() - clock
     clock = time.monotonic()
@@ -390,7 +408,7 @@ def retrain_best(
                   else float(summary.best.value)),  # type: ignore[arg-type]
         holdout=holdout, validation="holdout" if holdout else summary.validation or "k-fold",
         class_names=class_names, started=started, target=target,
-        model_source=source, model_reason=reason, phases=phases,
+        model_source=source, model_reason=reason, comparison=comparison, phases=phases,
     )
     record_final(study, report, out_dir)
     return report
@@ -430,7 +448,7 @@ Quantised = tuple[Any, bytes, "HardwareProfile", dict[str, Any]]
 def _choose(
     final: Quantised | None, fallback: Quantised | None, runs: list[dict[str, Any]],
     schedule: Schedule, candidate: TrainedNetwork | None, holdout: bool,
-) -> tuple[Quantised, str, str | None]:
+) -> tuple[Quantised, str, str | None, dict[str, Any] | None]:
     """The model to export: the final training's, unless the search's network is better.
 
     With a hold-out both are scored in TFLM on it and the better wins (ties: the final model).
@@ -439,34 +457,33 @@ def _choose(
     search's network, which trained on two thirds of them (a final model at one class does not).
 
     Returns:
-        ``(chosen, model_source, model_reason)``.
+        ``(chosen, model_source, model_reason, comparison)``; ``comparison`` holds where both
+        were scored (``"on"``) and their int8 figures there, or None when there was no choice.
     """
     if fallback is None:
         assert final is not None
-        return final, "final training", None
+        return final, "final training", None, None
     assert candidate is not None
     source = f"search network (trial {candidate.trial})"
     if final is None:
         return fallback, source, ("the time left could not fit one run of the final "
-                                  f"training's schedule ({schedule.steps} steps)")
+                                  f"training's schedule ({schedule.steps} steps)"), None
     ours, theirs = final[3]["int8"], fallback[3]["int8"]
+    where = "validation" if holdout else "training series"
+    comparison = {"on": where, "final_training": ours, "search_network": theirs}
+    scores = (f"on the {where}, int8 in TFLM: the final training {ours:.4f}, the search's "
+              f"network {theirs:.4f}")
     run = runs[final[3]["restart"]]
     if holdout:
-        if theirs > ours:
-            return fallback, source, (f"on validation, int8 in TFLM: the final training "
-                                      f"{ours:.4f}, the search's network {theirs:.4f}")
-        return final, "final training", (f"on validation, int8 in TFLM: the final training "
-                                          f"{ours:.4f}, the search's network {theirs:.4f}")
+        chosen = (fallback, source) if theirs > ours else (final, "final training")
+        return *chosen, scores, comparison
     if not run["complete"]:
         return fallback, source, (f"the final training ran {run['steps']} of its "
-                                  f"{schedule.steps} steps before the time bound")
+                                  f"{schedule.steps} steps before the time bound"), comparison
     if theirs > ours:
-        return fallback, source, (
-            f"on the training series, int8 in TFLM: the final training {ours:.4f}, below the "
-            f"search's network {theirs:.4f}, which trained on two thirds of them")
-    return final, "final training", (
-        f"on the training series, int8 in TFLM: the final training {ours:.4f}, the search's "
-        f"network {theirs:.4f}")
+        return fallback, source, (f"{scores}, which trained on two thirds of them, above the "
+                                  "final training"), comparison
+    return final, "final training", scores, comparison
 
 
 def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | None:
@@ -649,7 +666,8 @@ def _export(
     model_bytes: bytes, profile: HardwareProfile, quant: dict[str, Any], schedule: Schedule,
     steps: int, restarts_run: int, best_val: float, holdout: bool, validation: str,
     class_names: list[str] | None, started: float, target: dict[str, Any] | None,
-    model_source: str, model_reason: str | None, phases: dict[str, float],
+    model_source: str, model_reason: str | None, comparison: dict[str, Any] | None,
+    phases: dict[str, float],
 ) -> RetrainReport:
     """Write the firmware files and ``report.json``; return the report."""
     from tinytnas_optuna._export import write_firmware_files
@@ -692,7 +710,7 @@ def _export(
         val_int8_accuracy=quant["int8"] if holdout else None,
         quantization=quant, majority_rate=majority, above_chance=above, warning=warning,
         seconds=round(time.monotonic() - started, 1), target=target,
-        model_source=model_source, model_reason=model_reason,
+        model_source=model_source, model_reason=model_reason, comparison=comparison,
         phase_seconds={**{k_: round(v, 1) for k_, v in phases.items()},
                        "export": round(time.monotonic() - export_started, 1)},
     )

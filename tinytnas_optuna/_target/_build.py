@@ -149,6 +149,19 @@ def _missing_tools() -> list[str]:
     return [tool for tool in TOOLS if shutil.which(tool) is None]
 
 
+def _check_libraries() -> None:
+    """Refuse to build without the Arm C and C++ libraries (a build would fail minutes in).
+
+    Raises:
+        TargetUnavailable: Naming the missing library and the command that installs it.
+    """
+    from tinytnas_optuna._doctor import check_cxx_library, check_newlib
+
+    for check in (check_newlib(), check_cxx_library()):
+        if not check.ok:
+            raise TargetUnavailable(f"{check.name}: {check.detail} ({check.fix})")
+
+
 #: Firmware files the library depends on; the others (runner, start-up, linker scripts) only
 #: make the ELF, which relinks in seconds against the built library.
 _LIB_FILES = ("Makefile", "nn_sources.mk", "tflm_pch.h", "stubs")
@@ -261,7 +274,7 @@ def build_runner(core: str = "cortex-m4", sources: str | os.PathLike[str] | None
     if missing:
         raise TargetUnavailable(
             f"{', '.join(missing)} not found (apt-get install gcc-arm-none-eabi "
-            "libnewlib-arm-none-eabi make)"
+            "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make; see tinytnas doctor)"
         )
     root = resolve_sources(sources)
     lib_key, elf_key = build_keys(root)
@@ -269,6 +282,7 @@ def build_runner(core: str = "cortex-m4", sources: str | os.PathLike[str] | None
     app_dir = lib_dir / f"app-{elf_key}"
     if (app_dir / "runner.elf").exists():
         return app_dir / "runner.elf"
+    _check_libraries()
 
     def build_lib(out: Path) -> None:
         _make(short, root, out, "lib")
