@@ -81,10 +81,10 @@ def bench_isolation(runs: int = 9) -> list[tuple[str, float]]:
     finally:
         _native.TFLM, _native.CONVERTER = children
     inside, outside = statistics.median(in_process), statistics.median(contained)
-    return [(f"measured profile, TFLM and converter in this process (baseline), median of "
-             f"{len(in_process)}", inside),
-            (f"measured profile, TFLM and converter in child processes (default), median of "
-             f"{len(contained)}", outside),
+    return [(("measured profile, TFLM and converter in this process (baseline), median of "
+              f"{len(in_process)}"), inside),
+            (("measured profile, TFLM and converter in child processes (default), median of "
+              f"{len(contained)}"), outside),
             ("cost of the process boundary per candidate", outside - inside)]
 
 

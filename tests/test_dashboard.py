@@ -89,7 +89,7 @@ def test_rest_api_lists_trials_with_figures_notes_plots_and_artifacts(
         assert {"ram", "flash", "macs", "feasible"} <= attrs
         assert {p["name"] for p in trial["params"]} == {"k", "c"}
         assert len(trial["constraints"]) == 3
-    artifact = trained[0]["artifacts"][0]
+    artifact = next(a for a in trained[0]["artifacts"] if a["filename"].endswith(".tflite"))
     assert artifact["filename"].endswith("_int8.tflite")
     url = (f"{dashboard}/artifacts/{summary['study_id']}/{trained[0]['trial_id']}/"
            f"{artifact['artifact_id']}")
@@ -147,7 +147,10 @@ def test_every_search_of_the_storage_serves_its_artifacts(dashboard: str) -> Non
         detail = get_json(f"{dashboard}/api/studies/{summary['study_id']}?after=0")
         assert detail["objective_names"] == [metric]
         trial = next(t for t in detail["trials"] if t["artifacts"])
-        artifact = trial["artifacts"][0]
+        # Each trained trial has its int8 model and its network's weights.
+        names = [a["filename"] for a in trial["artifacts"]]
+        assert sorted(n.split(".", 1)[1] for n in names) == ["tflite", "weights.npz"], names
+        artifact = next(a for a in trial["artifacts"] if a["filename"].endswith(".tflite"))
         url = (f"{dashboard}/artifacts/{summary['study_id']}/{trial['trial_id']}/"
                f"{artifact['artifact_id']}")
         with urllib.request.urlopen(url, timeout=30) as response:

@@ -78,6 +78,7 @@ def test_readme_example_killed_mid_training_and_run_again_unchanged(kind, tmp_pa
     first = start(script, tmp_path / "first.log")
     killed = None
     deadline = time.monotonic() + 240
+    errors: Counter[str] = Counter()
     try:
         # Kill it during a training: a RUNNING trial that has started training (epochs
         # recorded) and whose network was measured feasible.
@@ -85,7 +86,8 @@ def test_readme_example_killed_mid_training_and_run_again_unchanged(kind, tmp_pa
             time.sleep(0.5)
             try:
                 trials = trials_of(open_storage())
-            except Exception:  # noqa: BLE001, S112 - the study may not exist yet
+            except Exception as exc:  # noqa: BLE001 - the study may not exist yet
+                errors[f"{type(exc).__name__}: {str(exc)[:200]}"] += 1
                 continue
             running = [t for t in trials if t.state.name == "RUNNING" and EPOCHS in t.user_attrs
                        and t.user_attrs.get("feasible")]
@@ -98,7 +100,7 @@ def test_readme_example_killed_mid_training_and_run_again_unchanged(kind, tmp_pa
     finally:
         if first.poll() is None:
             first.kill()
-    assert killed is not None, (tmp_path / "first.log").read_text()[-3000:]
+    assert killed is not None, (errors, (tmp_path / "first.log").read_text()[-3000:])
     before = {t.number: t for t in trials_of(open_storage())}
     assert before[killed].state.name == "RUNNING"
 
@@ -137,8 +139,9 @@ def _gunpoint():
 def _objective(ds, **kw):
     import tinytnas_optuna as tt
 
-    # 300 steps: gunpoint's networks learn (0.8-0.9), so a study at chance fails the tests.
-    settings = {"budget": tt.HardwareBudget(ram="20KB", flash="64KB", macs="2K"), "seed": 0,
+    # 300 steps and 10K MACs ((4, 3) fits): gunpoint's networks learn (0.7-0.9), so a study
+    # at chance fails the tests.
+    settings = {"budget": tt.HardwareBudget(ram="20KB", flash="64KB", macs="10K"), "seed": 0,
                 "steps": 300}
     settings.update(kw)
     return tt.TinyTNASObjective((ds.x_train, ds.y_train), **settings)
@@ -188,7 +191,7 @@ def test_other_data_or_budget_on_the_same_study_fails_with_one_line(tmp_path):
         "from tinytnas_optuna.datasets import load_dataset\n"
         "ds = load_dataset('gunpoint')\n"
         "objective = tt.TinyTNASObjective((ds.x_train[:40], ds.y_train[:40]), seed=0, steps=300,"
-        " budget=tt.HardwareBudget(ram='20KB', flash='64KB', macs='2K'))\n"
+        " budget=tt.HardwareBudget(ram='20KB', flash='64KB', macs='10K'))\n"
         f"study = optuna.create_study(direction='maximize', storage={url!r}, study_name='s',"
         " load_if_exists=True, sampler=tt.TinyTNASSampler(seed=0))\n"
         "study.optimize(objective, n_trials=1)\n")
@@ -215,7 +218,7 @@ def test_show_retrain_and_worker_on_a_study_made_from_python(tmp_path, capsys):
 
     assert main(["show", "--storage", url, "--study", "py", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["inputs"]["budget"]["macs"] == 2000 and shown["inputs"]["sampler"] == "tinytnas"
+    assert shown["inputs"]["budget"]["macs"] == 10000 and shown["inputs"]["sampler"] == "tinytnas"
     assert shown["best"] is not None and len(shown["trials"]) == 4
 
     # retrain needs the data: a study made from Python records fingerprints, not files.
@@ -234,7 +237,7 @@ def test_show_retrain_and_worker_on_a_study_made_from_python(tmp_path, capsys):
     test = tmp_path / "test.npz"
     np.savez(test, features=ds.x_test, labels=ds.y_test)
     code = main(["retrain", "--storage", url, "--study", "py", "--out", str(tmp_path / "m"),
-                 "--steps", "300", "--train", str(train), "--test", str(test)])
+                 "--steps", "1500", "--train", str(train), "--test", str(test)])
     assert code == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "m" / "report.json").read_text())
     assert report["evaluated_on"] == "test" and (report["k"], report["c"]) == (

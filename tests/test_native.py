@@ -77,27 +77,29 @@ def test_the_smallest_arena_is_found_past_crashing_sizes(model96: bytes) -> None
 def test_a_converter_crash_is_an_error_and_the_next_conversion_works(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _native.CONVERTER.close()
-    monkeypatch.setenv(FAILPOINT_ENV, "convert:1")  # each new child dies at its first request
+    converter = NativeProcess("convert")
+    monkeypatch.setattr(_native, "CONVERTER", converter)
+    monkeypatch.setenv(FAILPOINT_ENV, "convert:1")  # the first child dies at its first request
     arch = architecture(5, 1, (40, 2), 3)
     try:
         with pytest.raises(MeasurementError, match="SIGSEGV while converting"):
             profile_architecture(arch)
-        monkeypatch.delenv(FAILPOINT_ENV)
-        _native.CONVERTER.close()  # the next child starts without the failpoint
-        profile = profile_architecture(arch)
+        assert converter.crashes == 1
+        profile = profile_architecture(arch)  # the next child (started at once) converts it
         assert profile.ram > 0 and profile.flash > 0 and profile.macs > 0
+        assert converter.starts == 2
     finally:
-        _native.CONVERTER.close()
+        converter.close()
 
 
 def test_a_search_goes_on_past_a_crashed_measurement(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Every converting child dies of SIGSEGV at its third conversion (a candidate's figures,
-    # its trained model's artifact, the next candidate's figures): that candidate fails with
-    # the crash recorded, and the search goes on.
-    _native.CONVERTER.close()
+    # The converting child dies of SIGSEGV at its third conversion (a candidate's figures, its
+    # trained model's artifact, the next candidate's figures): that candidate fails with the
+    # crash recorded, and the search goes on.
+    converter = NativeProcess("convert")
+    monkeypatch.setattr(_native, "CONVERTER", converter)
     monkeypatch.setenv(FAILPOINT_ENV, "convert:3")
     url = f"sqlite:///{tmp_path / 'c.db'}"
     try:
@@ -105,12 +107,12 @@ def test_a_search_goes_on_past_a_crashed_measurement(
                      "--macs", "60K", "--steps", "300", "--timeout", "60s", "--storage", url,
                      "--study", "c", "--progress", "none", "--out", str(tmp_path / "m")])
     finally:
-        _native.CONVERTER.close()
+        converter.close()
     err = capsys.readouterr().err
     assert code == 0, err
     study = optuna.load_study(study_name="c", storage=url)
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert failed, "no measurement crashed"
+    assert converter.crashes == 1 and failed, "no measurement crashed"
     assert all("SIGSEGV" in t.user_attrs["error"] for t in failed)
     trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(trained) >= 2 and max(t.number for t in trained) > min(t.number for t in failed)

@@ -304,7 +304,7 @@ def test_search_with_a_latency_budget(target, tmp_path, capsys):
     assert all(t.user_attrs["feasible"] for t in study.trials if t.state.name == "COMPLETE")
 
     out = tmp_path / "best"
-    code = cli.main(["retrain", "--storage", url, "--study", "lat", "--steps", "300", "--out",
+    code = cli.main(["retrain", "--storage", url, "--study", "lat", "--steps", "1500", "--out",
                      str(out)])
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())

@@ -679,13 +679,14 @@ class TinyTNASObjective:
                             _epochs(curve[-1][0], schedule, splits[0]) if curve else 0)
         kept = kept_weights([(r.best_weights, r.best_value) for r in results])
         if kept is not None and model is not None:
+            model.set_weights(kept[0])  # the network the final model may fall back on
+        if curve and self.on_trained is not None:
+            self.on_trained(trial, model, self.data)
+        if kept is not None:
             weights, value, fold = kept
-            model.set_weights(weights)  # the network the final model may fall back on
             self._keep(trial, TrainedNetwork(trial.number, k, c, weights, value,
                                              results[fold].steps,
                                              None if holdout else fold))
-        if curve and self.on_trained is not None:
-            self.on_trained(trial, model, self.data)
         if any(r.cut for r in results):
             trial.set_user_attr(INTERRUPTED, True)
             stop_search(trial.study, "interrupted" if self._stopped else "time bound")

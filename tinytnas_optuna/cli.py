@@ -138,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", metavar="NAME", help="a built-in dataset")
     data.add_argument("--train", metavar="FILE", help="your training data (.npz)")
     search.add_argument("--val", metavar="FILE", help="your validation data (.npz)")
+    search.add_argument("--test", metavar="FILE",
+                        help="your test data (.npz): the final model's report scores it "
+                             "(built-in datasets: their test split)")
     search.add_argument("--ram", metavar="SIZE", help="RAM budget (tensor arena), e.g. 20KB")
     search.add_argument("--flash", metavar="SIZE", help="flash budget (model), e.g. 64KB")
     search.add_argument("--macs", metavar="COUNT", help="MAC budget per inference, e.g. 60K")
@@ -351,6 +354,18 @@ def _data(load: Any, *args: Any, **kwargs: Any) -> SearchData:
         raise UsageError(_one_line(exc)) from None
 
 
+def _test_data(path: str, input_shape: Sequence[int]) -> tuple[Any, Any]:
+    """A ``--test`` file, refused when its samples are not of the search's shape."""
+    from tinytnas_optuna.datasets import load_npz
+
+    test = _data(load_npz, path, what=f"--test {path}")
+    shape = tuple(test[0].shape[1:]) + ((1,) if test[0].ndim == 2 else ())
+    if list(shape) != list(input_shape):
+        raise UsageError(f"--test {path}: samples of shape {shape}, the search's are "
+                         f"{tuple(input_shape)}")
+    return test
+
+
 def _bind(objective: TinyTNASObjective, study: optuna.Study) -> bool:
     """Record or check the search's spec before any trial (a refused run trains nothing)."""
     from tinytnas_optuna._study import StudyMismatchError
@@ -529,6 +544,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         data = _data(study_data, recorded, val=args.val)  # resuming with the recorded data
     else:
         data = _data(load_search_data, args.dataset, args.train, args.val)
+    if args.test is not None:
+        features = data.train[0]
+        data.test = _test_data(args.test, (*features.shape[1:],) + (
+            (1,) if features.ndim == 2 else ()))
     refine_trials = args.refine_trials
     if refine_trials is None and timeout is None:
         refine_trials = DEFAULT_REFINE_TRIALS
@@ -781,15 +800,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     timeout = _parse_timeout(args.timeout)
     study = _load_study(spec, args.study)
     attrs = dict(study.user_attrs)
-    test = None
     # Bad input is refused before anything about the study is looked at.
-    if args.test is not None:
-        from tinytnas_optuna.datasets import load_npz
-
-        test = _data(load_npz, args.test, what=f"--test {args.test}")
-        if list(test[0].shape[1:]) != attrs["input_shape"]:
-            raise UsageError(f"--test {args.test}: samples of shape {test[0].shape[1:]}, the "
-                             f"study's are {tuple(attrs['input_shape'])}")
+    test = None if args.test is None else _test_data(args.test, attrs["input_shape"])
     if summarize(study).best is None:
         raise CommandFailed(f"study {args.study!r} has no feasible trained candidate to retrain")
     data = _data(study_data, attrs, train=args.train, val=args.val)

@@ -19,8 +19,9 @@ child ignores Ctrl-C (the search decides how to stop) and exits when this proces
 (its stdin closes).
 
 A failpoint shows containment without waiting for TFLM to crash by itself:
-``TINYTNAS_NATIVE_FAILPOINT=convert:3`` makes each converting child kill itself with SIGSEGV on
-its third request (``tflm:N`` likewise); the tests use it, nothing else should.
+``TINYTNAS_NATIVE_FAILPOINT=convert:3`` makes the first converting child of a process kill
+itself with SIGSEGV on its third request (``tflm:N`` likewise); the tests use it, nothing else
+should.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import IO, Any
 
 from tinytnas_optuna._hardware._types import MeasurementError
 
-#: ``KIND:N``: each child of KIND dies of SIGSEGV at its N-th request (for tests).
+#: ``KIND:N``: the first child of KIND dies of SIGSEGV at its N-th request (for tests).
 FAILPOINT_ENV = "TINYTNAS_NATIVE_FAILPOINT"
 #: Seconds a child may take to start (import TensorFlow on a loaded machine included).
 START_SECONDS = 300.0
@@ -149,6 +150,8 @@ class NativeProcess:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                "PYTHONPATH": os.pathsep.join(
                    p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+        if self.starts:  # the failpoint crashes the first child only
+            env.pop(FAILPOINT_ENV, None)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "tinytnas_optuna._hardware._native", self.kind],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
@@ -174,6 +177,7 @@ class NativeProcess:
         log = self._log_tail()
         self._proc, self._ready = None, False
         self.crashes += 1
+        self._spawn()  # the next call finds its imports done
         how = (f"did not answer within the time allowed ({error})" if hung else
                f"died with {_signal_name(code)}")
         doing = what or method
