@@ -50,6 +50,8 @@ _EXPORTS = {
     "TFLiteArtifactUploader": "_dashboard",
     "DashboardCallback": "_dashboard",
     "SearchProgress": "_progress",
+    "optimize": "_run",
+    "SearchRun": "_run",
 }
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "PreparedData",
     "RetrainReport",
     "SearchProgress",
+    "SearchRun",
     "SearchSpec",
     "SearchSummary",
     "StudyMismatchError",
@@ -79,6 +82,7 @@ __all__ = [
     "estimate_profile",
     "fail_dead_trials",
     "measure_cycles",
+    "optimize",
     "plot_accuracy_vs_figures",
     "plot_search_path",
     "profile_architecture",
@@ -119,6 +123,7 @@ if TYPE_CHECKING:
     from tinytnas_optuna._recovery import fail_dead_trials, recover_stale_trials
     from tinytnas_optuna._results import SearchSummary, summarize
     from tinytnas_optuna._retrain import RetrainReport, retrain_best
+    from tinytnas_optuna._run import SearchRun, optimize
     from tinytnas_optuna._sampler import TinyTNASSampler
     from tinytnas_optuna._space import Architecture, architecture, build_model
     from tinytnas_optuna._study import SearchSpec, StudyMismatchError

@@ -121,15 +121,30 @@ class NetworkKeeper:
         self._lock = threading.Lock()
 
     def add(self, network: TrainedNetwork) -> None:
-        """Keep ``network`` if it is among the best ``keep``.
+        """Keep ``network`` if it is among the best ``keep`` (once per trial).
 
         Args:
             network: A trained network.
         """
         with self._lock:
+            if any(n.trial == network.trial for n in self._networks):
+                return
             self._networks.append(network)
             self._networks.sort(key=lambda n: n.value, reverse=True)
             del self._networks[self.keep:]
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            return {"keep": self.keep, "_networks": list(self._networks)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def all(self) -> list[TrainedNetwork]:
+        """The kept networks, best first."""
+        with self._lock:
+            return list(self._networks)
 
     def best_of(self, k: int, c: int) -> TrainedNetwork | None:
         """The best kept network of ``(k, c)`` (any fidelity), or None.

@@ -58,6 +58,7 @@ from tinytnas_optuna._trial import (
     FIGURES_METHOD,
     FIGURES_SOURCE,
     FINISHED,
+    FOLDS,
     INTERRUPTED,
     LEVEL,
     PARAMS,
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
     from tinytnas_optuna._hardware import HardwareProfile
+    from tinytnas_optuna._parallel import WorkerPool
     from tinytnas_optuna._retrain import RetrainReport
 
 # Seconds between looks at the storage while waiting for another worker's identical candidate.
@@ -213,11 +215,26 @@ class TinyTNASObjective:
         }
         self._bound: set[tuple[int, int]] = set()
         self.check_budget_reachable()
+        #: The worker processes of a parallel search (:func:`tinytnas_optuna.optimize`).
+        self.pool: WorkerPool | None = None
         # The measuring and converting processes start now: their imports overlap ours.
         from tinytnas_optuna._hardware._native import CONVERTER, TFLM
 
         CONVERTER.start()
         TFLM.start()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled into the worker processes of a parallel search: what is per process (the
+        # study bound here, the networks kept, the pool) starts anew there.
+        state = self.__dict__.copy()
+        state.update(_study=None, _bound=set(), networks=NetworkKeeper(), pool=None)
+        return state
+
+    def close_pool(self) -> None:
+        """Release the worker processes of a parallel search (after its final model)."""
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     def spec(self, sampler: optuna.samplers.BaseSampler) -> SearchSpec:
         """What defines this search, as the study records it (see :mod:`tinytnas_optuna._study`).
@@ -373,11 +390,14 @@ class TinyTNASObjective:
         kwargs = {"timeout": timeout, "seed": self.seed, "metric": self.metric,
                   "int8_io": self.int8_io, "artifact_store": self.artifact_store,
                   "candidate": None if best is None else self.networks.best_of(best.k, best.c),
-                  **kwargs}
-        return retrain_best(study, self._inputs["train"], val=self._inputs["val"], test=test,
-                            groups=self._inputs["groups"],
-                            val_fraction=self._inputs["val_fraction"], out_dir=out_dir,
-                            **kwargs)
+                  "pool": self.pool, **kwargs}
+        try:
+            return retrain_best(study, self._inputs["train"], val=self._inputs["val"],
+                                test=test, groups=self._inputs["groups"],
+                                val_fraction=self._inputs["val_fraction"], out_dir=out_dir,
+                                **kwargs)
+        finally:
+            self.close_pool()
 
     def check_budget_reachable(self) -> None:
         """Refuse a budget that no candidate of the ranges can fit, before any trial.
@@ -605,9 +625,10 @@ class TinyTNASObjective:
                 and t.user_attrs.get(FIDELITY, base) == fidelity
             ]
             # A re-ranking cut by the time bound is not that training: it is trained again.
-            finished = (TrialState.COMPLETE, TrialState.PRUNED) if revisit else (
-                TrialState.COMPLETE,)
-            done = [t for t in earlier if t.state in finished and trial_value(t) is not None
+            # One stopped because it could not win stays so (the bar only rises).
+            done = [t for t in earlier if trial_value(t) is not None and (
+                        t.state == TrialState.COMPLETE
+                        or (t.state == TrialState.PRUNED and (revisit or FOLDS in t.user_attrs)))
                     and not (fidelity != base and t.user_attrs.get(INTERRUPTED))]
             if done:
                 trial.set_user_attr(EPOCHS, 0)
@@ -630,7 +651,7 @@ class TinyTNASObjective:
         splits = self.data.splits()
         schedule = self.schedule_for(level)
         holdout = len(splits) == 1
-        pruned = {"flag": False}
+        pruned = {"flag": False, "bound": False}
 
         def on_evaluation(step: int, pred: np.ndarray) -> bool:
             if not holdout:  # folds: progress only; the pooled curve is reported at the end
@@ -664,6 +685,9 @@ class TinyTNASObjective:
             results.append(result)
             if result.cut or pruned["flag"]:
                 break
+            if fold + 1 < len(splits) and self._cannot_win(trial, splits, results):
+                pruned["bound"] = True
+                break
         curve = _pooled_curve(splits, results, self.metric, self.data.num_classes)
         if not holdout:
             for step, value in curve:
@@ -694,7 +718,33 @@ class TinyTNASObjective:
                 raise optuna.TrialPruned("time bound reached before the first validation")
         if pruned["flag"]:
             raise optuna.TrialPruned(f"pruned after {steps_done} steps")
+        if pruned.get("bound"):
+            trial.set_user_attr(FOLDS, len(results))
+            raise optuna.TrialPruned(f"cannot win: after {len(results)} of {len(splits)} folds "
+                                     "its value is at most what the search already has")
         return max(value for _, value in curve)
+
+    def _cannot_win(self, trial: optuna.Trial, splits: list[PreparedData],
+                    results: list[TrainResult]) -> bool:
+        """Whether the folds still to train cannot lift this training above the value it must
+        beat (:meth:`TinyTNASSampler.value_to_beat`), even if every series they hold were
+        right: then they are not trained (a certain bound, so the greedy's path is unchanged).
+        """
+        from tinytnas_optuna._sampler import TinyTNASSampler
+
+        study = trial.study
+        frozen = trial.storage.get_trial(trial._trial_id)
+        if isinstance(study.sampler, TinyTNASSampler):
+            bar = study.sampler.value_to_beat(study, frozen)
+        else:  # another sampler: the best finished training at this fidelity
+            fidelity = frozen.user_attrs.get(FIDELITY)
+            values = [trial_value(t) for t in study.get_trials(deepcopy=False)
+                      if t.state == TrialState.COMPLETE and t.number != trial.number
+                      and t.user_attrs.get(FIDELITY) == fidelity]
+            bar = max((v for v in values if v is not None), default=None)
+        if bar is None:
+            return False
+        return _upper_bound(splits, results, self.metric, self.data.num_classes) <= bar
 
 
 def _epochs(step: int, schedule: Schedule, split: PreparedData) -> int:
@@ -727,6 +777,28 @@ def _pooled_curve(
                num_classes))
         for i in range(points)
     ]
+
+
+def _upper_bound(splits: list[PreparedData], results: list[TrainResult], metric: str,
+                 num_classes: int) -> float:
+    """The highest pooled value the training could still reach: the folds trained so far as
+    they scored at each validation point, every series of the other folds right.
+
+    Examples:
+        Two folds of two series; the first fold got one right at its best point:
+
+        >>> import types
+        >>> fold = types.SimpleNamespace(y_val=np.array([0, 1]))
+        >>> done = types.SimpleNamespace(predictions=[np.array([1, 0]), np.array([0, 0])])
+        >>> _upper_bound([fold, fold], [done], "accuracy", 2)
+        0.75
+    """
+    done = len(results)
+    rest = [s.y_val for s in splits[done:]]
+    y_true = np.concatenate([s.y_val for s in splits])
+    points = min(len(r.predictions) for r in results)
+    return max(score(y_true, np.concatenate([*(r.predictions[i] for r in results), *rest]),
+                     metric, num_classes) for i in range(points))
 
 
 def _candidate_seed(seed: int, arch: Architecture) -> int:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tinytnas_optuna._budget import HardwareBudget
     from tinytnas_optuna._hardware import HardwareProfile
     from tinytnas_optuna._networks import TrainedNetwork
+    from tinytnas_optuna._parallel import WorkerPool
 
 #: int8 may lose at most this much (accuracy, 0..1) to float on validation before it is fixed.
 INT8_TOLERANCE = 0.01
@@ -266,6 +267,7 @@ def retrain_best(
     class_names: list[str] | None = None,
     candidate: TrainedNetwork | None = None,
     artifact_store: ArtifactStore | None = None,
+    pool: WorkerPool | None = None,
 ) -> RetrainReport:
     """Retrain the best architecture, convert it to int8, check it in TFLM, export it.
 
@@ -302,6 +304,8 @@ def retrain_best(
             says which and why).
         artifact_store: Where the search stored its networks: the candidate is read from it
             when not given.
+        pool: The worker processes of a parallel search: the first restarts train side by side
+            (one here, one in each worker).
 
     Returns:
         The :class:`RetrainReport` (also written as ``report.json``).
@@ -373,7 +377,7 @@ def retrain_best(
             candidate = None
     runs = _train_final(k, c, data, schedule, restarts=restarts, metric=metric, seed=seed,
                         deadline=deadline, optional=fallback is not None,
-                        estimate=_restart_estimate(study, k, c, schedule, holdout))
+                        estimate=_restart_estimate(study, k, c, schedule, holdout), pool=pool)
     phases["train"] = time.monotonic() - clock
     clock = time.monotonic()
     final, failed = None, None
@@ -514,28 +518,25 @@ def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | N
 def _train_final(
     k: int, c: int, data: PreparedData, schedule: Schedule, *, restarts: int, metric: str,
     seed: int, deadline: float | None, optional: bool = False, estimate: float | None = None,
+    pool: WorkerPool | None = None,
 ) -> list[dict[str, Any]]:
     """Train up to ``restarts`` models, each only if its whole schedule fits the time left.
 
     A restart starts only when the time left holds its estimated length (``estimate`` from the
-    search's speed, then the first restart's measured time); a shortened schedule trains
+    search's speed, then the measured time of the first ones); a shortened schedule trains
     less than the search's own network had. Only when there is nothing to fall back on
     (``optional`` False) does a first restart run in whatever time there is, its schedule
-    shortened to fit.
+    shortened to fit. The first restarts run side by side: one here, one in each worker
+    process of ``pool``.
 
     Returns:
         Per restart: ``model`` (left at its best validation checkpoint), ``val`` (its float
         validation metric, nan without validation), ``steps``, ``complete`` (the whole
         schedule ran), ``fit_loss``. Empty when nothing could run.
     """
-    import keras
-
-    from tinytnas_optuna._space import build_model
-    from tinytnas_optuna._training import train
-
     runs: list[dict[str, Any]] = []
-    n = data.num_classes
-    for restart in range(restarts):
+    restart = 0
+    while restart < restarts:
         time_limit = None
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -543,21 +544,65 @@ def _train_final(
                 break
             time_limit = max(left, 1.0)
         begun = time.monotonic()
-        keras.utils.set_random_seed(seed + restart)  # before building: initial weights
-        model = build_model(k, c, data.input_shape, n)
-        stop = None if deadline is None else (lambda: time.monotonic() >= deadline)
-        result = train(model, data, schedule, seed=seed + restart, stop=stop,
-                       time_limit=time_limit,
-                       keep_best=lambda pred: score(data.y_val, pred, metric, n))
-        if result.best_weights is not None:
-            model.set_weights(result.best_weights)
-        values = [score(data.y_val, p, metric, n) for p in result.predictions]
-        runs.append({"model": model, "val": max(values) if values else math.nan,
-                     "fit_loss": None if values else _fit_loss(model, data),
-                     "steps": result.steps, "complete": result.steps >= schedule.steps})
-        # The next restart needs what this one took.
+        helpers = [] if pool is None or runs else list(range(1, min(len(pool.alive) + 1,
+                                                                   restarts - restart)))
+        args = [(k, c, data, schedule, restart + i, metric, seed, deadline, time_limit)
+                for i in helpers]
+        if args:
+            assert pool is not None
+            pool.send_orders(_restart_weights, args)
+        runs.append(_train_restart(k, c, data, schedule, restart, metric, seed, deadline,
+                                   time_limit))
+        if args:
+            assert pool is not None
+            wait = 60.0 if deadline is None else max(deadline - time.monotonic(), 0) + 60.0
+            for result in pool.results(len(args), wait):
+                if result is not None:
+                    model = _build(k, c, data)
+                    model.set_weights(result.pop("weights"))
+                    runs.append({"model": model, **result})
+        restart += 1 + len(args)
+        # The next restart needs what these took.
         estimate = time.monotonic() - begun
     return runs
+
+
+def _build(k: int, c: int, data: PreparedData) -> Any:
+    from tinytnas_optuna._space import build_model
+
+    return build_model(k, c, data.input_shape, data.num_classes)
+
+
+def _train_restart(
+    k: int, c: int, data: PreparedData, schedule: Schedule, restart: int, metric: str,
+    seed: int, deadline: float | None, time_limit: float | None,
+) -> dict[str, Any]:
+    """One restart of the final training (see :func:`_train_final`)."""
+    import keras
+
+    from tinytnas_optuna._training import train
+
+    n = data.num_classes
+    keras.utils.set_random_seed(seed + restart)  # before building: initial weights
+    model = _build(k, c, data)
+    stop = None if deadline is None else (lambda: time.monotonic() >= deadline)
+    result = train(model, data, schedule, seed=seed + restart, stop=stop,
+                   time_limit=time_limit,
+                   keep_best=lambda pred: score(data.y_val, pred, metric, n))
+    if result.best_weights is not None:
+        model.set_weights(result.best_weights)
+    values = [score(data.y_val, p, metric, n) for p in result.predictions]
+    return {"model": model, "val": max(values) if values else math.nan,
+            "fit_loss": None if values else _fit_loss(model, data),
+            "steps": result.steps, "complete": result.steps >= schedule.steps,
+            "restart": restart}
+
+
+def _restart_weights(*args: Any) -> dict[str, Any]:
+    """:func:`_train_restart` in a worker process: the model travels back as its weights."""
+    run = _train_restart(*args)
+    model = run.pop("model")
+    return {**run, "weights": model.get_weights()}
 
 
 def _fit_loss(model: Any, data: PreparedData) -> float:

@@ -121,6 +121,16 @@ class TinyTNASSampler(BaseSampler):
         # protocol in `_wait_for_earlier_claims`.
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled into the worker processes of a search: the lock is per process.
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def k_range(self) -> tuple[int, int]:
         """Inclusive range of ``k``."""
@@ -204,6 +214,19 @@ class TinyTNASSampler(BaseSampler):
         """
         if not self.refine:
             return None
+        runs, infeasible, busy, failures, refining = self._refinement_state(trials, exclude)
+        if self._refine_trials is not None and refining >= self._refine_trials:
+            return None
+        tried = {key for key, n in failures.items() if n > self._max_retries}
+        return _refine.next_refinement(runs, infeasible, tried=tried, busy=busy,
+                                       k_range=self._k_range, c_range=self._c_range)
+
+    def _refinement_state(self, trials: Sequence[FrozenTrial], exclude: int | None) -> tuple[
+        dict[_greedy.Candidate, dict[int, float]], set[_greedy.Candidate],
+        set[tuple[_greedy.Candidate, int]], Counter[tuple[_greedy.Candidate, int]], int,
+    ]:
+        """Values by candidate and level, infeasible candidates, trainings in flight, failures
+        by training, and the refinement trials so far."""
         runs: dict[_greedy.Candidate, dict[int, float]] = {}
         infeasible: set[_greedy.Candidate] = set()
         busy: set[tuple[_greedy.Candidate, int]] = set()
@@ -229,11 +252,46 @@ class TinyTNASSampler(BaseSampler):
             elif outcome is not None and not (level > 0 and t.user_attrs.get(INTERRUPTED)):
                 # A re-ranking cut by the time bound is no estimate: a resumed search redoes it.
                 runs.setdefault(cand, {}).setdefault(level, float(outcome))
-        if self._refine_trials is not None and refining >= self._refine_trials:
+        return runs, infeasible, busy, failures, refining
+
+    def value_to_beat(self, study: Study, trial: FrozenTrial) -> float | None:
+        """The value at or below which this trial's training cannot change what the search does.
+
+        - In the greedy (level 0, phase ``greedy``): the greedy's best accuracy so far. A
+          candidate is accepted only when strictly better, and a rejected one never moves the
+          search, so a training that cannot exceed it leaves the paper's trajectory unchanged
+          (the best so far only grows along the path, also for the candidates other workers
+          train ahead of it).
+        - In the refinement's exploration (level 0): the best estimate of any trained candidate.
+        - In a re-ranking at level ``L``: what this training must score for the candidate's mean
+          over its levels to exceed the best estimate of any other candidate.
+
+        The objective stops a cross-validated training after a fold when even perfect remaining
+        folds could not score above it (:meth:`TinyTNASObjective` ``fold bound``).
+
+        Args:
+            study: The study.
+            trial: The trial being trained (its candidate and level assigned).
+
+        Returns:
+            The value, or None when any value may matter (nothing to compare with yet).
+        """
+        cand, level = trial_candidate(trial), trial_level(trial)
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        if trial.system_attrs.get(SAMPLER_PHASE) == "greedy":
+            results, _ = self.known_results(trials, exclude=trial.number)
+            best = _greedy.replay(results, k_range=self._k_range, c_range=self._c_range,
+                                  start=self._start).best_accuracy
+            return None if best < 0 else best
+        runs = self._refinement_state(trials, trial.number)[0]
+        est = _refine.estimates({c: v for c, v in runs.items() if c != cand})
+        if not est:
             return None
-        tried = {key for key, n in failures.items() if n > self._max_retries}
-        return _refine.next_refinement(runs, infeasible, tried=tried, busy=busy,
-                                       k_range=self._k_range, c_range=self._c_range)
+        bar = max(est.values())
+        if level == 0:
+            return bar
+        others = [v for lvl, v in runs.get(cand, {}).items() if lvl != level]  # type: ignore[arg-type]
+        return bar * (len(others) + 1) - sum(others)
 
     # -- Optuna's sampler interface -------------------------------------------------------------
 

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 HEARTBEAT_SECONDS = 60
 
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+#: Seconds an SQLite writer waits for another process's write before giving up.
+SQLITE_BUSY_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,14 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
         return optuna.storages.JournalStorage(JournalFileBackend(str(spec.journal_path)))
     try:
         if spec.sqlite_path is not None:
-            return optuna.storages.RDBStorage(spec.url)
+            # A search's processes (--jobs) write one file: each waits for the others' short
+            # writes (up to a minute) instead of failing, and in WAL mode readers never block
+            # the writer (the mode is a property of the file, kept for every later opener).
+            storage = optuna.storages.RDBStorage(
+                spec.url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_SECONDS}})
+            with storage.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            return storage
         return optuna.storages.RDBStorage(spec.url, heartbeat_interval=HEARTBEAT_SECONDS,
                                           grace_period=3 * HEARTBEAT_SECONDS)
     except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:  # server, driver, URL

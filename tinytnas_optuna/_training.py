@@ -445,9 +445,13 @@ def train(
     )
     n = len(data.y_train)
     batch = min(schedule.batch_size, n)
+    # No autotuning: its background thread outlives the training, and destroying the iterator
+    # later waits for it to wake up (seconds, mid-way through the next training's tracing).
+    options = tf.data.Options()
+    options.autotune.enabled = False
     dataset = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
                .shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
-               .batch(batch, drop_remainder=True).prefetch(2))
+               .batch(batch, drop_remainder=True).prefetch(2).with_options(options))
     result = TrainResult(0, [], [], False, None, 0.0)
     state: dict[str, Any] = {"steps": 0, "best": -math.inf, "planned": schedule.steps}
     validate = len(data.y_val) > 0

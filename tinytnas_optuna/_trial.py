@@ -35,6 +35,8 @@ REUSED_FROM = "reused_from"  #: number of the earlier trial whose identical trai
 INTERRUPTED = "interrupted"  #: the time bound cut this trial (before or during training)
 VALIDATION = "validation"  #: "holdout" or "<k>-fold"
 ERROR = "error"  #: why the trial failed: a measurement that failed or crashed, in one line
+#: Folds trained when the others could not lift it above what the search already had (pruned)
+FOLDS = "folds_trained"
 #: Under a latency budget, for candidates that fit the other three figures (measured on the
 #: emulated core; "latency_ms" itself is :data:`tinytnas_optuna._budget.LATENCY`):
 CYCLES = "cycles"  #: estimated cycles of one inference on the board's core

@@ -300,6 +300,20 @@ def _data_files_args(p: argparse.ArgumentParser) -> None:
 def _progress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "live", "plain", "none"), default="auto",
                    help="live display on a terminal, log lines otherwise (default auto)")
+    p.add_argument("--jobs", type=_jobs, metavar="N",
+                   help="processes training side by side, one per core (default: the usable "
+                        "cores; 1: this process only)")
+
+
+def _jobs(text: str) -> int:
+    """argparse type: a number of processes >= 1."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {jobs}")
+    return jobs
 
 
 # -- library calls, their errors as one line -----------------------------------------------------
@@ -669,15 +683,18 @@ def _optimize(
     study: optuna.Study, objective: TinyTNASObjective, args: argparse.Namespace, *,
     timeout: float | None, n_trials: int | None,
 ) -> tuple[int, SearchSummary]:
-    """Run the trials (:func:`~tinytnas_optuna._run.run_search`) and print the summary.
+    """Run the trials (:func:`~tinytnas_optuna.optimize`) and print the summary.
 
     Returns:
         The exit code so far and the search's summary.
     """
-    from tinytnas_optuna._run import run_search
+    from tinytnas_optuna._run import optimize
 
-    run = run_search(study, objective, timeout=timeout, n_trials=n_trials,
-                     progress=args.progress)
+    try:
+        run = optimize(study, objective, jobs=args.jobs, timeout=timeout, n_trials=n_trials,
+                       progress=args.progress)
+    except ValueError as exc:  # a storage other processes cannot open
+        raise UsageError(_one_line(exc)) from None
     for warning in run.warnings:
         print(f"tinytnas: warning: {warning}", file=sys.stderr)
     if run.interrupted:
@@ -730,6 +747,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(f"Worker joining search '{args.study}' ({len(study.trials)} trials recorded), time "
           f"bound {_fmt_seconds(timeout)}", file=sys.stderr, flush=True)
     code, _ = _optimize(study, objective, args, timeout=timeout, n_trials=None)
+    objective.close_pool()  # the search's own process trains the final model
     return code
 
 
