@@ -7,10 +7,11 @@ and profiling analytically never pay for TensorFlow's import.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
 #: Default search ranges (inclusive). ``k`` is unbounded in the original; we bound it.
 K_RANGE: tuple[int, int] = (2, 1024)
@@ -73,7 +74,8 @@ def architecture(k: int, c: int, input_shape: tuple[int, ...], num_classes: int)
 
 
 def build_model(
-    k: int, c: int, input_shape: tuple[int, ...], num_classes: int
+    k: int, c: int, input_shape: tuple[int, ...], num_classes: int, *,
+    batch_norm: bool = False,
 ) -> keras.Model:
     """Build the (uncompiled) Keras model of the TinyTNAS family.
 
@@ -86,6 +88,10 @@ def build_model(
         c: Number of cells.
         input_shape: ``(L, C)`` or ``(L,)``.
         num_classes: Number of classes.
+        batch_norm: The network to train: each separable convolution followed by a
+            ``BatchNormalization`` before its ReLU. :func:`family_weights` folds each into its
+            convolution, so the network that is converted and deployed is the family's own
+            (same operators, RAM, flash and MACs).
 
     Returns:
         An uncompiled ``keras.Model`` with float32 input ``(None, L, C)``.
@@ -94,16 +100,61 @@ def build_model(
 
     arch = architecture(k, c, input_shape, num_classes)
     inputs = keras.Input(shape=arch.input_shape, dtype="float32")
-    x = keras.layers.SeparableConv1D(arch.widths[0], KERNEL_SIZE, padding="same", activation="relu")(
-        inputs
-    )
+
+    def convolution(x: Any, width: int) -> Any:
+        if not batch_norm:
+            return keras.layers.SeparableConv1D(width, KERNEL_SIZE, padding="same",
+                                                activation="relu")(x)
+        x = keras.layers.SeparableConv1D(width, KERNEL_SIZE, padding="same", use_bias=False)(x)
+        # Momentum 0.9: a search training is a few hundred steps; the default 0.99 leaves the
+        # moving statistics behind the weights at the early validation points.
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        return keras.layers.ReLU()(x)
+
+    x = convolution(inputs, arch.widths[0])
     for width in arch.widths[1:]:
         x = keras.layers.MaxPooling1D(2)(x)
-        x = keras.layers.SeparableConv1D(width, KERNEL_SIZE, padding="same", activation="relu")(x)
+        x = convolution(x, width)
     x = keras.layers.GlobalAveragePooling1D()(x)
     x = keras.layers.Dense(arch.dense, activation="relu")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=f"tinytnas_k{k}_c{c}")
+
+
+def family_weights(model: keras.Model) -> list[np.ndarray]:
+    """The weights of the family's network (:func:`build_model` without ``batch_norm``) that
+    compute what ``model`` computes in inference mode.
+
+    Each ``BatchNormalization`` after a separable convolution is folded into the convolution's
+    pointwise kernel and bias: ``s = gamma / sqrt(moving_variance + epsilon)``, kernel ``* s``,
+    bias ``beta - moving_mean * s``. A model without batch normalisation is returned as is.
+
+    Args:
+        model: A model of :func:`build_model`, with or without ``batch_norm``.
+
+    Returns:
+        Weights for ``build_model(k, c, ...)`` (``set_weights`` order).
+    """
+    import numpy as np
+
+    layers = [layer for layer in model.layers if layer.weights]
+    out: list[np.ndarray] = []
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        weights = [np.asarray(w) for w in layer.get_weights()]
+        following = layers[i + 1] if i + 1 < len(layers) else None
+        if type(following).__name__ == "BatchNormalization":
+            gamma, beta, mean, variance = (np.asarray(w) for w in following.get_weights())
+            scale = gamma / np.sqrt(variance + following.epsilon)
+            depthwise, pointwise = weights[:2]
+            bias = weights[2] if len(weights) > 2 else np.zeros_like(beta)
+            out += [depthwise, pointwise * scale, ((bias - mean) * scale + beta)]
+            i += 2
+            continue
+        out += weights
+        i += 1
+    return [w.astype("float32") for w in out]
 
 
 def _normalise_shape(input_shape: tuple[int, ...]) -> tuple[int, int]:

@@ -364,6 +364,32 @@ def final_schedule(
                      learning_rate=learning_rate, largest_batch=64, peak=FINAL_LEARNING_RATE)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How a network is trained, beyond its schedule: what the deployed network never sees.
+
+    Attributes:
+        batch_norm: Train with a ``BatchNormalization`` after each separable convolution,
+            folded into the convolution afterwards (:func:`~tinytnas_optuna._space.family_weights`):
+            the deployed network is the family's own.
+        jitter: Standard deviation of Gaussian noise added to each (standardised) training
+            series at every step (0: none).
+        scaling: Standard deviation of a per-series, per-channel factor around 1 that multiplies
+            each training series at every step (0: none).
+        label_smoothing: Share of each one-hot target spread over all classes (0: none).
+    """
+
+    batch_norm: bool = False
+    jitter: float = 0.0
+    scaling: float = 0.0
+    label_smoothing: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {"batch_norm": self.batch_norm, "jitter": self.jitter, "scaling": self.scaling,
+                "label_smoothing": self.label_smoothing}
+
+
 @dataclass
 class TrainResult:
     """What one training did.
@@ -404,11 +430,13 @@ def train(
     time_limit: float | None = None,
     on_evaluation: Callable[[int, np.ndarray], bool] | None = None,
     keep_best: Callable[[np.ndarray], float] | None = None,
+    recipe: Recipe = Recipe(),
 ) -> TrainResult:
     """Train a compiled-here Keras model on ``data``'s hold-out with warm-up + cosine decay.
 
     Args:
-        model: An uncompiled Keras model.
+        model: An uncompiled Keras model of :func:`~tinytnas_optuna._space.build_model` (with
+            ``batch_norm`` when the recipe has it).
         data: A hold-out (``data.folds`` None); ``x_val`` may be empty (nothing is validated,
             the schedule still runs to its end).
         schedule: Steps, batch, peak learning rate, validation points.
@@ -421,13 +449,17 @@ def train(
         on_evaluation: ``callable(step, predictions) -> bool`` after each validation point;
             True stops training (a pruner).
         keep_best: ``callable(predictions) -> float``: keep the weights of the best validation
-            point (ties go to the later, more converged, point).
+            point (ties go to the later, more converged, point), as the family network's
+            (:func:`~tinytnas_optuna._space.family_weights`).
+        recipe: Augmentation and loss of the training (:class:`Recipe`).
 
     Returns:
         The :class:`TrainResult`.
     """
     import keras
     import tensorflow as tf
+
+    from tinytnas_optuna._space import family_weights
 
     started = time.monotonic()
     keras.utils.set_random_seed(seed)
@@ -437,10 +469,13 @@ def train(
     # validation chunk is a whole number of calls, so validation lands on the planned steps.
     per_call = min(8, chunk)
     chunk = per_call * math.ceil(chunk / per_call)
+    classes = int(model.outputs[0].shape[-1])
+    smoothing = recipe.label_smoothing
     model.compile(
         optimizer=keras.optimizers.Adam(_warmup_cosine(schedule.learning_rate, schedule.steps,
                                                        total)),
-        loss="sparse_categorical_crossentropy",
+        loss=(keras.losses.CategoricalCrossentropy(label_smoothing=smoothing) if smoothing
+              else "sparse_categorical_crossentropy"),
         steps_per_execution=per_call,
     )
     n = len(data.y_train)
@@ -451,7 +486,10 @@ def train(
     options.autotune.enabled = False
     dataset = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
                .shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
-               .batch(batch, drop_remainder=True).prefetch(2).with_options(options))
+               .batch(batch, drop_remainder=True))
+    if recipe.jitter or recipe.scaling or smoothing:
+        dataset = dataset.map(_augmentation(recipe, classes, seed))
+    dataset = dataset.prefetch(2).with_options(options)
     result = TrainResult(0, [], [], False, None, 0.0)
     state: dict[str, Any] = {"steps": 0, "best": -math.inf, "planned": schedule.steps}
     validate = len(data.y_val) > 0
@@ -499,7 +537,7 @@ def train(
                 value = keep_best(pred)
                 if value >= state["best"]:
                     state["best"] = value
-                    result.best_weights = self.model.get_weights()
+                    result.best_weights = family_weights(self.model)
                     result.best_value = value
             if on_evaluation is not None and on_evaluation(state["steps"], pred):
                 self.model.stop_training = True
@@ -520,6 +558,25 @@ def train(
     if evals:
         result.eval_seconds = float(np.median(evals))
     return result
+
+
+def _augmentation(recipe: Recipe, classes: int, seed: int) -> Callable[[Any, Any], Any]:
+    """The per-batch map of a recipe: jitter, scaling, one-hot targets for label smoothing."""
+    import tensorflow as tf
+
+    generator = tf.random.Generator.from_seed(seed)
+
+    def augment(x: Any, y: Any) -> Any:
+        if recipe.scaling:
+            shape = tf.stack([tf.shape(x)[0], 1, tf.shape(x)[2]])
+            x = x * generator.normal(shape, 1.0, recipe.scaling)
+        if recipe.jitter:
+            x = x + generator.normal(tf.shape(x), 0.0, recipe.jitter)
+        if recipe.label_smoothing:
+            y = tf.one_hot(y, classes)
+        return x, y
+
+    return augment
 
 
 def _warmup_cosine(peak: float, steps: int, total: Any) -> Any:
