@@ -37,9 +37,11 @@ from tinytnas_optuna._study import (
 )
 from tinytnas_optuna._target._boards import check_board
 from tinytnas_optuna._training import (
+    DEFAULT_RECIPE,
     METRICS,
     VAL_FRACTION,
     PreparedData,
+    Recipe,
     Schedule,
     TrainResult,
     chance_rate,
@@ -139,6 +141,10 @@ class TinyTNASObjective:
         artifact_store: Where each trained candidate's network is stored (weights, as an
             artifact of its trial), so that the final model of another process can fall back
             on it; the best few are kept in this process's memory either way.
+        recipe: How candidates and the final model are trained beyond their schedule (batch
+            normalisation folded at export, augmentation, label smoothing; default
+            :data:`~tinytnas_optuna._training.DEFAULT_RECIPE`, chosen by measurement: see
+            ``docs/search.md``). Recorded with the search.
     """
 
     def __init__(
@@ -163,6 +169,7 @@ class TinyTNASObjective:
         int8_io: bool = False,
         on_trained: Callable[[optuna.Trial, Any, PreparedData], None] | None = None,
         artifact_store: ArtifactStore | None = None,
+        recipe: Recipe | None = None,
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -199,6 +206,7 @@ class TinyTNASObjective:
         self.int8_io = int8_io
         self.on_trained = on_trained
         self.artifact_store = artifact_store
+        self.recipe = DEFAULT_RECIPE if recipe is None else recipe
         #: The best networks this process trained (the final model's fallback).
         self.networks = NetworkKeeper()
         self._end: float | None = None
@@ -250,7 +258,8 @@ class TinyTNASObjective:
             input_shape=[int(n) for n in self.data.input_shape],
             label_map=np.asarray(self.data.classes).tolist(), seed=self.seed,
             metric=self.metric, k_range=list(self.k_range), c_range=list(self.c_range),
-            int8_io=self.int8_io, sampler=sampler_name(sampler), **self._given,
+            int8_io=self.int8_io, sampler=sampler_name(sampler), recipe=self.recipe.to_dict(),
+            **self._given,
         )
 
     def bind(self, study: optuna.Study) -> bool:
@@ -673,13 +682,13 @@ class TinyTNASObjective:
         # Level 0 keeps the seed of earlier versions; each re-ranking level other weights.
         seed = _candidate_seed(self.seed, arch) + 7919 * level
         results: list[TrainResult] = []
-        model = None
         for fold, split in enumerate(splits):
             keras.utils.set_random_seed(seed + fold)  # before building: the initial weights
-            model = build_model(k, c, self.data.input_shape, self.data.num_classes)
+            model = build_model(k, c, self.data.input_shape, self.data.num_classes,
+                                batch_norm=self.recipe.batch_norm)
             result = train(
                 model, split, schedule, seed=seed + fold, stop=self.out_of_time,
-                on_evaluation=on_evaluation,
+                on_evaluation=on_evaluation, recipe=self.recipe,
                 keep_best=lambda pred, y=split.y_val: score(y, pred, self.metric,
                                                             self.data.num_classes))
             results.append(result)
@@ -702,10 +711,11 @@ class TinyTNASObjective:
         trial.set_user_attr(EPOCHS,
                             _epochs(curve[-1][0], schedule, splits[0]) if curve else 0)
         kept = kept_weights([(r.best_weights, r.best_value) for r in results])
-        if kept is not None and model is not None:
-            model.set_weights(kept[0])  # the network the final model may fall back on
-        if curve and self.on_trained is not None:
-            self.on_trained(trial, model, self.data)
+        if curve and kept is not None and self.on_trained is not None:
+            # The family's network at its best point: what the final model may fall back on.
+            network = build_model(k, c, self.data.input_shape, self.data.num_classes)
+            network.set_weights(kept[0])
+            self.on_trained(trial, network, self.data)
         if kept is not None:
             weights, value, fold = kept
             self._keep(trial, TrainedNetwork(trial.number, k, c, weights, value,

@@ -20,6 +20,7 @@ import numpy as np
 from tinytnas_optuna._hardware._types import MeasurementError
 from tinytnas_optuna._training import (
     PreparedData,
+    Recipe,
     Schedule,
     chance_rate,
     clearly_above,
@@ -377,7 +378,8 @@ def retrain_best(
             candidate = None
     runs = _train_final(k, c, data, schedule, restarts=restarts, metric=metric, seed=seed,
                         deadline=deadline, optional=fallback is not None,
-                        estimate=_restart_estimate(study, k, c, schedule, holdout), pool=pool)
+                        estimate=_restart_estimate(study, k, c, schedule, holdout), pool=pool,
+                        recipe=spec.training_recipe)
     phases["train"] = time.monotonic() - clock
     clock = time.monotonic()
     final, failed = None, None
@@ -518,7 +520,7 @@ def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | N
 def _train_final(
     k: int, c: int, data: PreparedData, schedule: Schedule, *, restarts: int, metric: str,
     seed: int, deadline: float | None, optional: bool = False, estimate: float | None = None,
-    pool: WorkerPool | None = None,
+    pool: WorkerPool | None = None, recipe: Recipe,
 ) -> list[dict[str, Any]]:
     """Train up to ``restarts`` models, each only if its whole schedule fits the time left.
 
@@ -546,13 +548,13 @@ def _train_final(
         begun = time.monotonic()
         helpers = [] if pool is None or runs else list(range(1, min(len(pool.alive) + 1,
                                                                    restarts - restart)))
-        args = [(k, c, data, schedule, restart + i, metric, seed, deadline, time_limit)
+        args = [(k, c, data, schedule, restart + i, metric, seed, deadline, time_limit, recipe)
                 for i in helpers]
         if args:
             assert pool is not None
             pool.send_orders(_restart_weights, args)
         runs.append(_train_restart(k, c, data, schedule, restart, metric, seed, deadline,
-                                   time_limit))
+                                   time_limit, recipe))
         if args:
             assert pool is not None
             wait = 60.0 if deadline is None else max(deadline - time.monotonic(), 0) + 60.0
@@ -567,30 +569,33 @@ def _train_final(
     return runs
 
 
-def _build(k: int, c: int, data: PreparedData) -> Any:
+def _build(k: int, c: int, data: PreparedData, *, batch_norm: bool = False) -> Any:
     from tinytnas_optuna._space import build_model
 
-    return build_model(k, c, data.input_shape, data.num_classes)
+    return build_model(k, c, data.input_shape, data.num_classes, batch_norm=batch_norm)
 
 
 def _train_restart(
     k: int, c: int, data: PreparedData, schedule: Schedule, restart: int, metric: str,
-    seed: int, deadline: float | None, time_limit: float | None,
+    seed: int, deadline: float | None, time_limit: float | None, recipe: Recipe,
 ) -> dict[str, Any]:
-    """One restart of the final training (see :func:`_train_final`)."""
+    """One restart of the final training (see :func:`_train_final`); its model is the
+    family's network (batch normalisation folded)."""
     import keras
 
+    from tinytnas_optuna._space import family_weights
     from tinytnas_optuna._training import train
 
     n = data.num_classes
     keras.utils.set_random_seed(seed + restart)  # before building: initial weights
-    model = _build(k, c, data)
+    trained = _build(k, c, data, batch_norm=recipe.batch_norm)
     stop = None if deadline is None else (lambda: time.monotonic() >= deadline)
-    result = train(model, data, schedule, seed=seed + restart, stop=stop,
-                   time_limit=time_limit,
+    result = train(trained, data, schedule, seed=seed + restart, stop=stop,
+                   time_limit=time_limit, recipe=recipe,
                    keep_best=lambda pred: score(data.y_val, pred, metric, n))
-    if result.best_weights is not None:
-        model.set_weights(result.best_weights)
+    model = _build(k, c, data)
+    model.set_weights(result.best_weights if result.best_weights is not None
+                      else family_weights(trained))
     values = [score(data.y_val, p, metric, n) for p in result.predictions]
     return {"model": model, "val": max(values) if values else math.nan,
             "fit_loss": None if values else _fit_loss(model, data),

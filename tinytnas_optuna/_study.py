@@ -25,6 +25,8 @@ from tinytnas_optuna._budget import HardwareBudget
 if TYPE_CHECKING:
     import optuna
 
+    from tinytnas_optuna._training import Recipe
+
 #: Study user attr holding the package version that created the study.
 VERSION_ATTR = "tinytnas_version"
 
@@ -116,6 +118,9 @@ class SearchSpec:
         learning_rate: Peak learning rate override, or None.
         int8_io: Whether models are measured with int8 input/output.
         sampler: :func:`sampler_name` of the study's sampler.
+        recipe: The training recipe (:class:`~tinytnas_optuna._training.Recipe` as a dict) of
+            the candidates and the final model; None for studies from before it was recorded
+            (trained without one).
     """
 
     train_fingerprint: str
@@ -135,6 +140,7 @@ class SearchSpec:
     learning_rate: float | None
     int8_io: bool
     sampler: str
+    recipe: dict[str, Any] | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         """The user attrs this spec is stored as."""
@@ -162,7 +168,7 @@ class SearchSpec:
             "input_shape": [], "label_map": [], "steps": None, "epochs": None, "seed": 0,
             "metric": "accuracy", "val_fraction": VAL_FRACTION, "k_range": list(K_RANGE),
             "c_range": list(C_RANGE), "batch_size": None, "learning_rate": None,
-            "int8_io": False, "sampler": "tinytnas",
+            "int8_io": False, "sampler": "tinytnas", "recipe": None,
         }
         return cls(**{f.name: attrs.get(f.name, defaults.get(f.name)) for f in fields(cls)})
 
@@ -170,6 +176,13 @@ class SearchSpec:
     def hardware_budget(self) -> HardwareBudget:
         """The budget as a :class:`HardwareBudget`."""
         return HardwareBudget(**self.budget)
+
+    @property
+    def training_recipe(self) -> Recipe:
+        """The recipe as a :class:`~tinytnas_optuna._training.Recipe` (none recorded: plain)."""
+        from tinytnas_optuna._training import Recipe
+
+        return Recipe(**(self.recipe or {}))
 
 
 def _describe(name: str, value: Any) -> str:

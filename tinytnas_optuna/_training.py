@@ -390,6 +390,10 @@ class Recipe:
                 "label_smoothing": self.label_smoothing}
 
 
+#: The recipe of the search's candidates and the final model unless another is given.
+DEFAULT_RECIPE = Recipe()
+
+
 @dataclass
 class TrainResult:
     """What one training did.
