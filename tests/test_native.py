@@ -15,7 +15,13 @@ import numpy as np
 import optuna
 import pytest
 
-from tinytnas_optuna import MeasurementError, architecture, build_model, profile_architecture
+from tinytnas_optuna import (
+    MeasurementError,
+    architecture,
+    build_model,
+    clear_profile_cache,
+    profile_architecture,
+)
 from tinytnas_optuna._hardware import _native
 from tinytnas_optuna._hardware._arena import tflm_arena
 from tinytnas_optuna._hardware._native import FAILPOINT_ENV, NativeCrash, NativeProcess
@@ -98,6 +104,8 @@ def test_a_search_goes_on_past_a_crashed_measurement(
     # The converting child dies of SIGSEGV at its third conversion (a candidate's figures, its
     # trained model's artifact, the next candidate's figures): that candidate fails with the
     # crash recorded, and the search goes on.
+    # One process and no cached figures, so that the third conversion is the second figures.
+    clear_profile_cache()
     converter = NativeProcess("convert")
     monkeypatch.setattr(_native, "CONVERTER", converter)
     monkeypatch.setenv(FAILPOINT_ENV, "convert:3")
@@ -105,7 +113,8 @@ def test_a_search_goes_on_past_a_crashed_measurement(
     try:
         code = main(["search", "--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB",
                      "--macs", "60K", "--steps", "300", "--timeout", "60s", "--storage", url,
-                     "--study", "c", "--progress", "none", "--out", str(tmp_path / "m")])
+                     "--study", "c", "--progress", "none", "--out", str(tmp_path / "m"),
+                     "--jobs", "1"])
     finally:
         converter.close()
     err = capsys.readouterr().err

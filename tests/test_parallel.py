@@ -35,8 +35,14 @@ def search(tmp_path: Path, log: str) -> subprocess.Popen:
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+_STORAGES: dict[Path, optuna.storages.BaseStorage] = {}
+
+
 def trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}").trials
+    # One storage object per file: opening one costs a schema check, too much to poll with.
+    if tmp_path not in _STORAGES:
+        _STORAGES[tmp_path] = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    return optuna.load_study(study_name="s", storage=_STORAGES[tmp_path]).trials
 
 
 def trained_twice(all_trials: list[optuna.trial.FrozenTrial]) -> list:
@@ -57,7 +63,7 @@ def wait_for_training(tmp_path: Path, process: subprocess.Popen, by: set[int],
                     return t
         except Exception:  # noqa: BLE001, S110 - the study may not exist yet
             pass
-        time.sleep(0.3)
+        time.sleep(1.0)
     raise AssertionError("no training started by " + str(by) + ":\n" +
                          (tmp_path / "first.out").read_text()[-3000:])
 
@@ -113,7 +119,7 @@ def test_kill_9_of_either_process_then_the_search_finishes_within_its_bound(
         target = {first.pid} if victim == "main" else workers
         training = wait_for_training(tmp_path, first, target)
         while not any(trial_outcome(t) == "trained" for t in trials(tmp_path)):
-            time.sleep(0.3)
+            time.sleep(1.0)
             training = wait_for_training(tmp_path, first, target)
         os.kill(training.system_attrs[OWNER]["pid"], signal.SIGKILL)
         if victim == "main":

@@ -44,16 +44,23 @@ _POLL_SECONDS = 0.1
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), at least 1.
+    """Cores this process may run on (its CPU affinity) that are not busy already: the
+    affinity's count minus the rounded 1-minute load average, at least 1. On an idle 2-core
+    machine 2; with one other CPU-bound process, 1 (two trainings would only share one core).
 
     Examples:
         >>> usable_cores() >= 1
         True
     """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, min(cores, cores - busy))
 
 
 def storage_url(storage: optuna.storages.BaseStorage) -> str:
@@ -150,6 +157,12 @@ class WorkerPool:
         for process in self.alive:
             process.send_signal(signal.SIGINT)
 
+    def end_search(self) -> None:
+        """The main process's search has ended: each worker stops its own now (its training in
+        flight keeps its completed steps, as at the time bound)."""
+        for process in self.alive:
+            process.send_signal(signal.SIGUSR1)
+
     def wait_search(self, timeout: float) -> None:
         """Wait until every worker has finished its search (or is gone).
 
@@ -245,6 +258,16 @@ def _watch_parent(parent: int) -> None:
 
 def _serve(folder: Path, index: int) -> None:
     """A worker: search, then run at most one order, then exit."""
+    # Until the search runs, a stop from the main process means: do not start it.
+    stopped: list[Callable[[], None]] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        for stop in stopped:
+            stop()
+        stopped.append(lambda: None)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGUSR1, on_signal)
     job = pickle.loads((folder / "job.pkl").read_bytes())
     _watch_parent(job["parent"])
     pin_to_core(index)
@@ -252,7 +275,6 @@ def _serve(folder: Path, index: int) -> None:
     import optuna
 
     from tinytnas_optuna._storage import open_storage, parse_storage
-    from tinytnas_optuna._study import stop_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective = job["objective"]
@@ -260,11 +282,14 @@ def _serve(folder: Path, index: int) -> None:
     study = optuna.load_study(study_name=job["study"], storage=storage, sampler=job["sampler"],
                               pruner=job["pruner"])
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def stop() -> None:
         objective.request_stop()
-        stop_search(study, "interrupted")
+        study.stop()
 
-    signal.signal(signal.SIGINT, on_sigint)
+    if stopped:  # stopped while starting: nothing to search
+        (folder / f"searched-{index}").touch()
+        return
+    stopped.append(stop)
     callbacks = []
     if job["n_trials"] is not None:  # the run's trials, all processes together
         callbacks.append(optuna.study.MaxTrialsCallback(job["max_trials"], states=None))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -62,7 +61,8 @@ def optimize(
     Args:
         study: The study (its sampler decides what comes next).
         objective: The search's objective.
-        jobs: Processes that train (default: the usable cores; 1: this process only).
+        jobs: Processes that train (default: the cores not already busy,
+            :func:`~tinytnas_optuna._parallel.usable_cores`; 1: this process only).
         timeout: Seconds for ``study.optimize`` (the objective's own bound ends the search first).
         n_trials: At most this many trials in each process.
         progress: ``"live"`` display, ``"plain"`` lines, ``"none"``, or ``"auto"`` (live on a
@@ -134,9 +134,9 @@ def optimize(
                 study.optimize(objective, timeout=timeout, n_trials=n_trials,
                                callbacks=callbacks, catch=(Exception,))
         if pool is not None:
-            # The workers stop at the same deadline; their trainings in flight end with it.
-            end = objective.end
-            pool.wait_search(60.0 if end is None else max(end - time.monotonic(), 0) + 60.0)
+            # The search has ended here (its bound, nothing left, its trials): there too.
+            pool.end_search()
+            pool.wait_search(60.0)
             for network in pool.networks():
                 objective.networks.add(network)
             dead = [p.returncode for p in pool.processes if p.poll() not in (None, 0)]

@@ -599,6 +599,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     study.set_user_attr("search_ends_at", time.time() + timeout if timeout else None)
     study.set_user_attr("reserve_final", not args.no_model)
     _print_start(study, data, timeout, resumed=bool(recorded))
+    try:
+        return _search_and_final_model(study, objective, data, args, out, timeout)
+    finally:
+        objective.close_pool()  # the worker processes, whatever happened
+
+
+def _search_and_final_model(study: optuna.Study, objective: TinyTNASObjective,
+                            data: SearchData, args: argparse.Namespace, out: Path,
+                            timeout: float | None) -> int:
     started = time.monotonic()
     code, summary = _optimize(study, objective, args, timeout=timeout, n_trials=args.trials)
     if code == EXIT_INTERRUPTED or args.no_model or summary.best is None:
@@ -746,8 +755,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         _upload_artifacts(objective, Path(attrs["artifact_dir"]))
     print(f"Worker joining search '{args.study}' ({len(study.trials)} trials recorded), time "
           f"bound {_fmt_seconds(timeout)}", file=sys.stderr, flush=True)
-    code, _ = _optimize(study, objective, args, timeout=timeout, n_trials=None)
-    objective.close_pool()  # the search's own process trains the final model
+    try:
+        code, _ = _optimize(study, objective, args, timeout=timeout, n_trials=None)
+    finally:
+        objective.close_pool()  # the search's own process trains the final model
     return code
 
 
