@@ -1,4 +1,12 @@
-"""Shared fixtures: external services (PostgreSQL, Chromium) skip locally and fail on CI."""
+"""Shared fixtures: external services (PostgreSQL, Chromium) skip locally and fail on CI; the
+test tiers.
+
+Tiers: a plain ``pytest`` runs the default tier (every contract: greedy, refinement, sampler
+contract, lifecycle with one real kill-and-resume, CLI refusals, figures; under 8 minutes on 2
+cores). Tests marked ``full`` (the soak, the journal and PostgreSQL variants, the browser, the
+Cortex-M target, the long end-to-end runs) run with ``pytest --full`` and always under CI
+(``CI=true``, as ``.ci/run`` is run); elsewhere they are skipped with that reason.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,20 @@ from collections.abc import Iterator
 import pytest
 
 POSTGRES_ENV = "TINYTNAS_TEST_POSTGRES_URL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true",
+                     help="run the full tier too (tests marked full; always so under CI=true)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--full") or os.environ.get("CI") == "true":
+        return
+    skip = pytest.mark.skip(reason="full tier: run with `pytest --full` (CI and .ci/run do)")
+    for item in items:
+        if "full" in item.keywords:
+            item.add_marker(skip)
 
 
 def require_service(name: str, reason: str) -> None:

@@ -31,7 +31,7 @@ def _quick(out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     return proc, time.monotonic() - start
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.timeout(900)
 def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
     out = tmp_path / "results"

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 import tinytnas_optuna as tt
 
 
+@pytest.mark.full
 def test_search_killed_mid_training_resumes_without_retraining(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     command = [sys.executable, "-m", "tinytnas_optuna.cli", "search", "--dataset",

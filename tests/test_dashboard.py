@@ -114,6 +114,7 @@ def page() -> Iterator[object]:
             browser.close()
 
 
+@pytest.mark.full
 def test_browser_shows_trials_with_figures_and_artifact(
     dashboard: str, study_url: str, page: Any
 ) -> None:

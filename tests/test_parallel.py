@@ -103,7 +103,7 @@ def check_search(tmp_path: Path) -> None:
     assert report["above_chance"] and report["int8_accuracy"] >= 0.75, report
 
 
-@pytest.mark.parametrize("victim", ["worker", "main"])
+@pytest.mark.parametrize("victim", ["worker", pytest.param("main", marks=pytest.mark.full)])
 def test_kill_9_of_either_process_then_the_search_finishes_within_its_bound(
     tmp_path: Path, victim: str
 ) -> None:

@@ -44,6 +44,7 @@ def measured() -> list:
     return profiles
 
 
+@pytest.mark.full
 def test_every_shape_is_measured_with_numbers(measured: list) -> None:
     assert len(measured) == COUNT
     lengths = {arch.input_shape[0] for arch, _ in measured}
@@ -57,6 +58,7 @@ def test_every_shape_is_measured_with_numbers(measured: list) -> None:
         assert profile.ram_host is not None
 
 
+@pytest.mark.full
 def test_derived_ram_is_never_below_the_target_on_every_shape(measured: list) -> None:
     _require_target()
     below = []

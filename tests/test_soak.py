@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 WORKER = """
@@ -24,6 +25,7 @@ study.optimize(objective, n_trials=n)
 """
 
 
+@pytest.mark.full
 def test_soak_200_real_trials_three_workers(postgres_url, unique_study_name):
     n_total, n_workers = 200, 3
     optuna.create_study(study_name=unique_study_name, storage=postgres_url,

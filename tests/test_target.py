@@ -74,6 +74,7 @@ def _host_output(model: bytes, inputs: np.ndarray) -> bytes:
     return np.asarray(interpreter.get_output(0)).tobytes()
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("int8_io", [True, False])
 def test_target_output_equals_host_tflm(target, int8_io):
     model = _model_bytes(8, 3, (187, 1), 5, int8_io)
@@ -89,6 +90,7 @@ def test_target_output_equals_host_tflm(target, int8_io):
     assert 0 < run.min_arena and run.instructions > 0
 
 
+@pytest.mark.full
 def test_profile_architecture_on_target_is_cached(target):
     arch = architecture(4, 3, (150, 1), 2)  # the gunpoint search's best: a small head
     profile = profile_architecture(arch, method="target", target=target)
@@ -122,6 +124,7 @@ def _convert_arch(arch, int8_io: bool) -> bytes:
         return _convert(model, None, int8_io, True, samples=8)
 
 
+@pytest.mark.full
 def test_derived_ram_never_below_target_on_50_architectures(target):
     rows = []
     for arch, int8_io in _sample(20261301, 50):
@@ -191,6 +194,7 @@ def test_derived_ram_covers_host_min_arena_without_toolchain():
     assert report.shortfall > 0
 
 
+@pytest.mark.full
 def test_failed_target_runs_raise(target):
     model = _model_bytes(8, 1, (128, 6), 6, False)
     with pytest.raises(MeasurementError, match="AllocateTensors failed"):
@@ -203,6 +207,7 @@ def test_failed_target_runs_raise(target):
         profile_tflite(b"garbage" * 10, method="target", target=target)
 
 
+@pytest.mark.full
 def test_build_is_keyed_by_its_inputs(target):
     elf = build_runner(target)
     assert build_runner(target) == elf and elf.exists()  # cached
@@ -217,6 +222,7 @@ def test_unknown_target_is_refused():
         profile_tflite(b"", method="target", target="cortex-m0")
 
 
+@pytest.mark.full
 def test_cycles_follow_the_instruction_count(target):
     model = _model_bytes(8, 3, (187, 1), 5, False)
     instructions, cycles = measure_cycles(model, core=target)
@@ -227,6 +233,7 @@ def test_cycles_follow_the_instruction_count(target):
     assert measure_cycles(model, core=target) == (instructions, cycles)  # deterministic
 
 
+@pytest.mark.full
 def test_cli_profile_json(target, tmp_path, capsys):
     path = tmp_path / "model.tflite"
     path.write_bytes(_model_bytes(4, 3, (150, 1), 2, False))
@@ -274,6 +281,7 @@ def test_cli_profile_without_target_and_bad_input(tmp_path, capsys):
     assert cli.main(["profile", str(tmp_path / "missing.tflite")]) == 2
 
 
+@pytest.mark.full
 def test_search_with_a_latency_budget(target, tmp_path, capsys):
     """--board/--latency: a fourth constraint, measured on the target, recorded like the others."""
     import optuna

@@ -143,6 +143,7 @@ def greedy_args(storage: str, name: str, seed: int, *extra: str) -> list[str]:
 # -- several workers share one search ------------------------------------------------------------
 
 
+@pytest.mark.full
 def test_three_workers_on_postgresql(postgres_url, unique_study_name, tmp_path):
     seed = 0
     create_study(postgres_url, unique_study_name)
@@ -156,6 +157,7 @@ def test_three_workers_on_postgresql(postgres_url, unique_study_name, tmp_path):
     assert len({t.user_attrs["trained_by"] for t in trials if "trained_by" in t.user_attrs}) > 1
 
 
+@pytest.mark.full
 def test_two_workers_on_journal_file(unique_study_name, tmp_path):
     seed = 3
     spec = f"journal:{tmp_path / 'journal.log'}"
@@ -186,6 +188,7 @@ def _training_by(storage_spec: str, name: str, cand, worker: str):
     return check
 
 
+@pytest.mark.full
 def test_dead_worker_is_taken_over_on_postgresql(postgres_url, unique_study_name, tmp_path):
     """SIGKILL mid-training with heartbeat: its trial becomes FAIL and another worker redoes it."""
     seed = 5
@@ -248,7 +251,7 @@ def _running_trial(study: optuna.Study) -> int:
     return trial.number
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("journal", marks=pytest.mark.full)])
 def test_recover_without_heartbeat_fails_running_trials(kind, tmp_path):
     spec = (f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite"
             else f"journal:{tmp_path / 'j.log'}")
@@ -266,6 +269,7 @@ def test_recover_without_heartbeat_fails_running_trials(kind, tmp_path):
     assert recover_stale_trials(study) == []  # idempotent
 
 
+@pytest.mark.full
 def test_recover_with_heartbeat_fails_only_stale_trials(postgres_url, unique_study_name):
     study = optuna.create_study(storage=make_storage(postgres_url, heartbeat=True),
                                 study_name=unique_study_name, direction="maximize")
@@ -283,6 +287,7 @@ def test_recover_with_heartbeat_fails_only_stale_trials(postgres_url, unique_stu
 # -- soak: many trials over several processes ----------------------------------------------------
 
 
+@pytest.mark.full
 def test_soak_three_workers_greedy_then_refinement_postgresql(postgres_url, unique_study_name,
                                                               tmp_path):
     """Our sampler, not Optuna's: 3 processes run the greedy and 40 refinement trials on one
