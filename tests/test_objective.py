@@ -161,16 +161,16 @@ def test_same_seed_same_trial_sequence(motions):
     assert any(value is not None for *_, value in first)
 
 
-def test_hardware_aware_pruner_and_other_samplers(motions):
+def test_other_samplers_get_figures_and_constraints(motions):
     objective = tt.TinyTNASObjective(
         (motions.x_train, motions.y_train), val=(motions.x_test, motions.y_test),
         budget=PAPER_BUDGET, epochs=2, seed=0, k_range=(2, 24),  # mostly feasible
     )
-    pruner = tt.HardwareAwarePruner(PAPER_BUDGET, base=optuna.pruners.MedianPruner())
     for sampler in (optuna.samplers.RandomSampler(seed=0), optuna.samplers.TPESampler(seed=0),
                     optuna.samplers.GPSampler(seed=0, n_startup_trials=2),
                     optuna.samplers.NSGAIISampler(seed=0)):
-        study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+        study = optuna.create_study(direction="maximize", sampler=sampler,
+                                    pruner=optuna.pruners.NopPruner())
         study.optimize(objective, n_trials=4)
         assert len(study.trials) == 4
         assert any(t.user_attrs["epochs_trained"] > 0 for t in study.trials), sampler
@@ -178,8 +178,32 @@ def test_hardware_aware_pruner_and_other_samplers(motions):
             assert {"ram", "flash", "macs", "feasible"} <= set(t.user_attrs)
             # The three named ones, and the legacy list optuna-dashboard reads.
             assert set(t.constraints) == {"ram", "flash", "macs", "0", "1", "2"}
-            over = pruner.over_budget(t)
-            assert over == (not t.user_attrs["feasible"])
+            assert (t.state == optuna.trial.TrialState.PRUNED) == (not t.user_attrs["feasible"])
+
+
+def test_hardware_aware_pruner_prunes_an_objective_of_ones_own_over_budget():
+    # The pruner matters for objectives that record figures and then report (the
+    # TinyTNASObjective rejects an infeasible candidate before its first report).
+    pruner = tt.HardwareAwarePruner(PAPER_BUDGET)
+
+    def objective(trial: optuna.Trial) -> float:
+        ram = trial.suggest_int("ram", 10_000, 30_000, step=10_000)
+        trial.set_user_attr("ram", ram)
+        trial.set_user_attr("flash", 1_000)
+        trial.set_user_attr("macs", 1_000)
+        for step in range(3):
+            trial.report(0.5, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return 0.5
+
+    study = optuna.create_study(direction="maximize", pruner=pruner,
+                                sampler=optuna.samplers.BruteForceSampler())
+    study.optimize(objective)
+    states = {t.params["ram"]: t.state.name for t in study.trials}
+    assert states == {10_000: "COMPLETE", 20_000: "COMPLETE", 30_000: "PRUNED"}
+    assert [pruner.over_budget(t) for t in sorted(study.trials, key=lambda t: t.params["ram"])] \
+        == [False, False, True]
 
 
 def test_same_network_is_trained_once(motions):
