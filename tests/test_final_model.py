@@ -91,6 +91,27 @@ def test_the_search_network_is_exported_when_the_final_training_cannot_run(
     assert (tmp_path / "model.tflite").stat().st_size == report.flash
 
 
+def test_a_final_schedule_that_does_not_fit_is_shortened_to_run_to_its_end(
+    gunpoint_search: tuple, tmp_path: Path
+) -> None:
+    ds, objective, study = gunpoint_search
+    default = final_schedule(len(ds.y_train)).steps
+    # 14 s (about 9 s of training) cannot hold the default 3,000 steps at the search's speed, but
+    # holds well over twice the search's 300: a shortened schedule runs to its end.
+    start = time.monotonic()
+    report = objective.retrain_best(study, out_dir=tmp_path, test=(ds.x_test, ds.y_test),
+                                    timeout=14, restarts=1)
+    assert time.monotonic() - start < 14 + 5
+    planned = report.schedule["steps"]
+    assert 600 <= planned < default, report.to_dict()
+    assert report.restarts_run == 1
+    if report.model_source == "final training":
+        assert report.steps == planned  # ran to its end, not cut
+    else:  # the better on the training series (cross-validated search): the search's network
+        assert report.model_source.startswith("search network"), report.model_source
+    assert report.above_chance and report.int8_accuracy >= 0.75
+
+
 def test_with_a_hold_out_the_model_better_on_it_is_exported(tmp_path: Path) -> None:
     ds = load_dataset("basicmotions")
     order = np.random.default_rng(0).permutation(len(ds.y_train))  # the file is class-ordered
