@@ -229,3 +229,17 @@ def test_bad_input_is_refused(motions):
     tiny = tt.HardwareBudget(ram="2KB", flash="64KB", macs="60K")
     with pytest.raises(ValueError, match=r"no architecture fits.*smallest.*ram \d"):
         tt.TinyTNASObjective((motions.x_train, motions.y_train), budget=tiny)
+
+
+def test_the_final_reserve_before_and_after_a_candidate_is_trained(motions):
+    from tinytnas_optuna._trial import STEP_SECONDS
+
+    objective = tt.TinyTNASObjective((motions.x_train, motions.y_train), budget=PAPER_BUDGET,
+                                     timeout=40)
+    # Nothing trained: only exporting the first candidate's network is kept back (seconds),
+    # so a slow start does not cut the first training.
+    assert 0 < objective.final_reserve([]) < 0.25 * 40
+    trained = optuna.trial.create_trial(value=0.9, user_attrs={STEP_SECONDS: 0.02})
+    # Then the final training's estimate, within 10..50 % of the bound.
+    assert 0.1 * 40 <= objective.final_reserve([trained]) <= 0.5 * 40
+    assert objective.final_reserve([trained]) > objective.final_reserve([])
