@@ -43,24 +43,59 @@ _IDLE_SECONDS = 600.0
 _POLL_SECONDS = 0.1
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity) that are not busy already: the
-    affinity's count minus the rounded 1-minute load average, at least 1. On an idle 2-core
+def usable_cores(sample_seconds: float = 0.3) -> int:
+    """Cores this process may run on (its CPU affinity) that are not busy already, at least 1.
+
+    Busy is what the other processes use now: the share of non-idle time of each allowed core
+    over ``sample_seconds`` (Linux's ``/proc/stat``), summed and rounded. On an idle 2-core
     machine 2; with one other CPU-bound process, 1 (two trainings would only share one core).
+    The 1-minute load average, used before, still counted a search that had just ended and
+    gave the next one a single process on an idle machine; it remains the fallback where
+    ``/proc/stat`` is missing.
+
+    Args:
+        sample_seconds: How long the cores are watched.
 
     Examples:
         >>> usable_cores() >= 1
         True
     """
     try:
-        cores = len(os.sched_getaffinity(0))
+        allowed = sorted(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+        allowed = list(range(os.cpu_count() or 1))
+    cores = len(allowed)
     try:
-        busy = round(os.getloadavg()[0])
-    except OSError:
-        busy = 0
-    return max(1, min(cores, cores - busy))
+        before = _cpu_times(allowed)
+        time.sleep(sample_seconds)
+        after = _cpu_times(allowed)
+        busy = 0.0
+        for (idle0, total0), (idle1, total1) in zip(before, after, strict=True):
+            if total1 > total0:
+                busy += 1.0 - (idle1 - idle0) / (total1 - total0)
+        busy_cores = round(busy)
+    except (OSError, ValueError):
+        try:
+            busy_cores = round(os.getloadavg()[0])
+        except OSError:
+            busy_cores = 0
+    return max(1, min(cores, cores - busy_cores))
+
+
+def _cpu_times(cpus: list[int]) -> list[tuple[int, int]]:
+    """``(idle, total)`` jiffies of each of ``cpus`` from ``/proc/stat`` (idle includes
+    iowait)."""
+    wanted = {f"cpu{n}" for n in cpus}
+    times: dict[str, tuple[int, int]] = {}
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *fields = line.split()
+            if name in wanted:
+                values = [int(v) for v in fields[:8]]
+                times[name] = (values[3] + values[4], sum(values))
+    if len(times) != len(wanted):
+        raise ValueError("/proc/stat lacks some of this process's cores")
+    return [times[f"cpu{n}"] for n in cpus]
 
 
 def storage_url(storage: optuna.storages.BaseStorage) -> str:
