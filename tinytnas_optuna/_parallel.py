@@ -46,7 +46,7 @@ _POLL_SECONDS = 0.1
 def usable_cores(sample_seconds: float = 0.3) -> int:
     """Cores this process may run on (its CPU affinity) that are not busy already, at least 1.
 
-    Busy is what the other processes use now: the share of non-idle time of each allowed core
+    Busy is what the other processes use now: the share of non-idle, non-niced time of each allowed core
     over ``sample_seconds`` (Linux's ``/proc/stat``), summed and rounded. On an idle 2-core
     machine 2; with one other CPU-bound process, 1 (two trainings would only share one core).
     The 1-minute load average, used before, still counted a search that had just ended and
@@ -84,7 +84,7 @@ def usable_cores(sample_seconds: float = 0.3) -> int:
 
 def _cpu_times(cpus: list[int]) -> list[tuple[int, int]]:
     """``(idle, total)`` jiffies of each of ``cpus`` from ``/proc/stat`` (idle includes
-    iowait)."""
+    iowait and niced time)."""
     wanted = {f"cpu{n}" for n in cpus}
     times: dict[str, tuple[int, int]] = {}
     with open("/proc/stat") as stat:
@@ -92,7 +92,9 @@ def _cpu_times(cpus: list[int]) -> list[tuple[int, int]]:
             name, *fields = line.split()
             if name in wanted:
                 values = [int(v) for v in fields[:8]]
-                times[name] = (values[3] + values[4], sum(values))
+                # Niced work (e.g. a test run under `nice -n 19`) yields to ours: it counts
+                # as idle, not busy.
+                times[name] = (values[1] + values[3] + values[4], sum(values))
     if len(times) != len(wanted):
         raise ValueError("/proc/stat lacks some of this process's cores")
     return [times[f"cpu{n}"] for n in cpus]
