@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from tinytnas_optuna._boards import check_board
 from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget, figure_text
 from tinytnas_optuna._hardware._types import MeasurementError
 from tinytnas_optuna._networks import NetworkKeeper, TrainedNetwork, kept_weights, upload_network
@@ -26,16 +27,15 @@ from tinytnas_optuna._recovery import (
     heartbeat_enabled,
     recover_stale_trials,
 )
+from tinytnas_optuna._sampler import TinyTNASSampler, sampler_name
 from tinytnas_optuna._space import C_RANGE, K_RANGE, Architecture, architecture
 from tinytnas_optuna._study import (
     SearchSpec,
     StudyMismatchError,
     bind,
     fingerprint,
-    sampler_name,
     stop_search,
 )
-from tinytnas_optuna._target._boards import check_board
 from tinytnas_optuna._training import (
     DEFAULT_RECIPE,
     METRICS,
@@ -278,8 +278,6 @@ class TinyTNASObjective:
         Raises:
             StudyMismatchError: The study was made with other data or settings.
         """
-        from tinytnas_optuna._sampler import TinyTNASSampler
-
         sampler = study.sampler
         if isinstance(sampler, TinyTNASSampler) and (
                 sampler.k_range != tuple(self.k_range) or sampler.c_range != tuple(self.c_range)):
@@ -740,8 +738,6 @@ class TinyTNASObjective:
         beat (:meth:`TinyTNASSampler.value_to_beat`), even if every series they hold were
         right: then they are not trained (a certain bound, so the greedy's path is unchanged).
         """
-        from tinytnas_optuna._sampler import TinyTNASSampler
-
         study = trial.study
         frozen = trial.storage.get_trial(trial._trial_id)
         if isinstance(study.sampler, TinyTNASSampler):

@@ -507,8 +507,8 @@ def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | N
     """
     if budget.latency_ms is None:
         return None
+    from tinytnas_optuna._boards import check_board
     from tinytnas_optuna._hardware import profile_tflite
-    from tinytnas_optuna._target import check_board
 
     board = check_board(str(budget.board))
     measured = profile_tflite(model_bytes, method="target", target=board.core, cycles=True)
@@ -769,7 +769,7 @@ def _export(
 
 
 def _int8_predict(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    from tinytnas_optuna._export import tflm_predict
+    from tinytnas_optuna._hardware import tflm_predict
 
     if len(x) == 0:
         return np.empty(0, np.int64)

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 #: Study user attr holding the package version that created the study.
 VERSION_ATTR = "tinytnas_version"
+#: The sampler names a spec records that :func:`~tinytnas_optuna._sampler.make_sampler`
+#: rebuilds (the CLI's ``--sampler`` choices).
+SAMPLERS = ("tinytnas", "tinytnas-paper", "random", "tpe", "gp", "nsga2")
 
 
 class StudyMismatchError(BaseException):
@@ -68,30 +71,6 @@ def fingerprint(features: np.ndarray, labels: np.ndarray | None = None) -> str:
     return digest.hexdigest()
 
 
-def sampler_name(sampler: optuna.samplers.BaseSampler) -> str:
-    """The name a sampler is recorded under (the CLI's ``--sampler`` names where there is one).
-
-    Args:
-        sampler: Any Optuna sampler.
-
-    Returns:
-        ``"tinytnas"``, ``"tinytnas-paper"``, ``"tpe"``, ``"random"``, ``"gp"``, ``"nsga2"``,
-        or the class name.
-
-    Examples:
-        >>> import optuna
-        >>> sampler_name(optuna.samplers.TPESampler())
-        'tpe'
-    """
-    from tinytnas_optuna._sampler import TinyTNASSampler
-
-    if isinstance(sampler, TinyTNASSampler):
-        return "tinytnas" if sampler.refine else "tinytnas-paper"
-    names = {"TPESampler": "tpe", "RandomSampler": "random", "GPSampler": "gp",
-             "NSGAIISampler": "nsga2"}
-    return names.get(type(sampler).__name__, type(sampler).__name__)
-
-
 @dataclass(frozen=True)
 class SearchSpec:
     """What defines a search: two runs with equal specs train the same candidates the same way.
@@ -117,7 +96,7 @@ class SearchSpec:
         batch_size: Batch size override, or None.
         learning_rate: Peak learning rate override, or None.
         int8_io: Whether models are measured with int8 input/output.
-        sampler: :func:`sampler_name` of the study's sampler.
+        sampler: :func:`~tinytnas_optuna._sampler.sampler_name` of the study's sampler.
         recipe: The training recipe (:class:`~tinytnas_optuna._training.Recipe` as a dict) of
             the candidates and the final model; None for studies from before it was recorded
             (trained without one).
@@ -325,51 +304,3 @@ def stop_search(study: optuna.Study, reason: str) -> None:
 def stop_reason(study: optuna.Study) -> str | None:
     """Why the search last stopped (:func:`stop_search`), or None if it never was."""
     return study._storage.get_study_system_attrs(study._study_id).get(STOPPED_ATTR)
-
-
-#: Sampler names :func:`make_sampler` builds (the CLI's ``--sampler`` choices).
-SAMPLERS = ("tinytnas", "tinytnas-paper", "random", "tpe", "gp", "nsga2")
-
-
-def make_sampler(name: str, *, seed: int | None = None,
-                 refine_trials: int | None = None) -> optuna.samplers.BaseSampler:
-    """The sampler of a recorded name (:func:`sampler_name` inverts it).
-
-    Args:
-        name: One of :data:`SAMPLERS`.
-        seed: Its seed.
-        refine_trials: For ``"tinytnas"``: at most this many refinement trials.
-
-    Returns:
-        A new sampler.
-
-    Raises:
-        ValueError: An unknown name (a study made from Python with another sampler), or
-            ``"gp"`` without PyTorch.
-
-    Examples:
-        >>> type(make_sampler("tpe", seed=0)).__name__
-        'TPESampler'
-    """
-    import optuna
-
-    from tinytnas_optuna._sampler import TinyTNASSampler
-
-    if name == "gp":
-        import importlib.util
-
-        if importlib.util.find_spec("torch") is None:
-            raise ValueError("the gp sampler needs PyTorch, which is not installed "
-                             "(pip install torch)")
-        return optuna.samplers.GPSampler(seed=seed)
-    factories = {
-        "tinytnas": lambda: TinyTNASSampler(seed=seed, refine_trials=refine_trials),
-        "tinytnas-paper": lambda: TinyTNASSampler(seed=seed, refine=False),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-    }
-    if name not in factories:
-        raise ValueError(f"sampler {name!r} is not one the command line can build "
-                         f"({', '.join(SAMPLERS)}): run this study's workers from Python")
-    return factories[name]()

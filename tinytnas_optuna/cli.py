@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tinytnas_optuna import __version__
+from tinytnas_optuna._boards import BOARDS
 from tinytnas_optuna._budget import HardwareBudget, parse_seconds
 from tinytnas_optuna._quiet import import_keras_quietly
 from tinytnas_optuna._study import SAMPLERS
-from tinytnas_optuna._target._boards import BOARDS
 from tinytnas_optuna._target._build import CORES
 from tinytnas_optuna._training import SEARCH_STEPS
 from tinytnas_optuna._training import VAL_FRACTION as DEFAULT_VAL_FRACTION
@@ -401,7 +401,7 @@ def _positive(value: int | None, what: str) -> None:
 def _make_sampler(
     name: str, seed: int, refine_trials: int | None = None
 ) -> optuna.samplers.BaseSampler:
-    from tinytnas_optuna._study import make_sampler
+    from tinytnas_optuna._sampler import make_sampler
 
     try:
         return make_sampler(name, seed=seed, refine_trials=refine_trials)
@@ -911,15 +911,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from tinytnas_optuna._hardware import MeasurementError, profile_tflite
-    from tinytnas_optuna._hardware._flatbuffer import _read_graph
+    from tinytnas_optuna._hardware import MeasurementError, profile_tflite, read_graph
 
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise UsageError(f"{args.file}: {exc.strerror}") from None
     try:
-        _read_graph(data)
+        read_graph(data)
     except MeasurementError as exc:
         raise UsageError(f"{args.file}: {_one_line(exc)}") from None
     preset = BOARDS[args.board] if args.board else None
@@ -963,7 +962,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
-    from tinytnas_optuna._target._boards import (
+    from tinytnas_optuna._boards import (
         CYCLES_PER_MAC_FLOOR,
         DEFAULT_LATENCY_MS,
         RUNTIME_FLASH,

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tinytnas_optuna._errors import MeasurementError
 
-class MeasurementError(RuntimeError):
-    """Conversion to TFLite, running TFLM or reading its report failed; no figure exists."""
+__all__ = ["HardwareProfile", "MeasurementError"]
 
 
 @dataclass(frozen=True)
