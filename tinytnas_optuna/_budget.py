@@ -86,6 +86,18 @@ def parse_seconds(value: float | str, what: str = "duration") -> float:
     return _parse(value, _SECOND_UNITS, what, '"90s", "10m", "1h" or 600')
 
 
+def seconds_text(seconds: float | None) -> str:
+    """A time bound as the command line prints it.
+
+    Example:
+        >>> seconds_text(30), seconds_text(600), seconds_text(None)
+        ('30 s', '10 min', 'none')
+    """
+    if seconds is None:
+        return "none"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
 def parse_milliseconds(value: float | str, what: str = "latency") -> float:
     """Parse a latency: ``"20ms"``, ``"0.5s"``, ``"800us"`` or a number of milliseconds.
 

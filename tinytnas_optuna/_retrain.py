@@ -298,13 +298,14 @@ def retrain_best(
         learning_rate: Override the peak learning rate.
         seed: Seed for the split and the training (default: the search's).
         int8_io: Export with int8 input/output instead of float32 (default: the search's).
-        class_names: Readable class names for the C header.
+        class_names: Readable class names for the C header (default: those the search
+            recorded, else the labels).
         candidate: The search's own trained network of the best architecture (what
             :class:`TinyTNASObjective` kept); exported instead of the final training when
             that cannot run its schedule in the time left or ends below it (``report.json``
             says which and why).
         artifact_store: Where the search stored its networks: the candidate is read from it
-            when not given.
+            when not given (default: the artifact folder the search recorded).
         pool: The worker processes of a parallel search: the first restarts train side by side
             (one here, one in each worker).
 
@@ -317,7 +318,7 @@ def retrain_best(
             data (``DataError``).
     """
     from tinytnas_optuna._results import record_final, summarize
-    from tinytnas_optuna._study import check_data, recorded_spec
+    from tinytnas_optuna._study import RunRecord, check_class_names, check_data, recorded_spec
     from tinytnas_optuna.datasets import DataError, validate_arrays
 
     started = time.monotonic()
@@ -332,12 +333,19 @@ def retrain_best(
     metric = spec.metric if metric is None else metric
     val_fraction = spec.val_fraction if val_fraction is None else val_fraction
     int8_io = spec.int8_io if int8_io is None else int8_io
+    record = RunRecord.of(study)
+    class_names = record.class_names if class_names is None else class_names
+    if artifact_store is None and record.artifact_dir and Path(record.artifact_dir).is_dir():
+        from optuna.artifacts import FileSystemArtifactStore
+
+        artifact_store = FileSystemArtifactStore(record.artifact_dir)
     check_data(study, train, val, groups)
     summary = summarize(study)
     if summary.best is None:
         raise ValueError("the study has no feasible trained candidate to retrain")
     k, c = summary.best.k, summary.best.c
     data = prepare_data(train, val, groups=groups, val_fraction=val_fraction, seed=seed)
+    class_names = check_class_names(class_names, data.num_classes)
     # Checked before minutes of training, not after.
     if test is not None:
         x_eval, y_raw = validate_arrays(*test, what="test")

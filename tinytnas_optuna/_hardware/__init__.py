@@ -31,6 +31,7 @@ from tinytnas_optuna._hardware._flatbuffer import count_macs, input_quantization
 from tinytnas_optuna._hardware._profile import (
     convert_and_profile,
     profile_architecture,
+    profile_file,
     profile_model,
     profile_tflite,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "input_quantization",
     "profile_architecture",
     "profile_cache_info",
+    "profile_file",
     "profile_model",
     "profile_tflite",
     "ram_32bit",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tinytnas_optuna._hardware._cache import PROFILE_CACHE
@@ -193,6 +194,36 @@ def profile_tflite(
     if method == "target":
         return _profile_on_target(model_bytes, target, cycles)
     return _profile_bytes(model_bytes, graph.int8_input)
+
+
+def profile_file(path: str | Path, *, target: str | None = None) -> HardwareProfile:
+    """The figures of a ``.tflite`` file: measured on this host, and on an emulated core.
+
+    Args:
+        path: The file.
+        target: Also run it on this emulated core (``"cortex-m4"``...; its smallest working
+            arena, instructions and cycles: :meth:`HardwareProfile.with_target`), or None.
+
+    Returns:
+        The :class:`HardwareProfile` (``method="measured"``).
+
+    Raises:
+        ValueError: A file that cannot be read or is not a TFLite model, or an unknown core.
+        MeasurementError: When a measurement fails.
+    """
+    try:
+        model_bytes = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    try:
+        read_graph(model_bytes)
+    except MeasurementError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    host = profile_tflite(model_bytes)
+    if target is None:
+        return host
+    return host.with_target(profile_tflite(model_bytes, method="target", target=target,
+                                           cycles=True))
 
 
 def convert_and_profile(
