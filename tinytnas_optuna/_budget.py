@@ -247,7 +247,8 @@ class HardwareBudget:
         """Relative excess of each figure: ``used / budget - 1`` (<= 0 means it fits).
 
         A latency not measured (the candidate was rejected on another figure first) counts
-        with its lower bound from the MACs (:meth:`~tinytnas_optuna._boards.Board.latency_floor_ms`).
+        with its lower bound from the MACs
+        (:meth:`~tinytnas_optuna._boards.Board.latency_floor_ms`).
 
         Args:
             profile: Measured or estimated figures.

@@ -1,7 +1,9 @@
-"""The deployable model's files: ``model.tflite`` and a C source and header for firmware."""
+"""The deployable model's files: ``model.tflite``, a C source and header for firmware, and
+``report.json``."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tinytnas_optuna._hardware import input_quantization
+from tinytnas_optuna._hardware import HardwareProfile, input_quantization
 
 # TFLite builtin operator name -> the MicroMutableOpResolver method that registers it.
 _RESOLVER_METHODS = {
@@ -28,6 +30,43 @@ _RESOLVER_METHODS = {
     "DEQUANTIZE": "AddDequantize",
     "RELU": "AddRelu",
 }
+
+
+def arena_bytes(profile: HardwareProfile, ram_target: int | None = None) -> int:
+    """The tensor arena a firmware allocates for a model, 16-byte aligned.
+
+    TFLM's own 64-bit host figure bounds the 32-bit need from above; a run on the board's
+    emulated core, when there was one, is what the board's build needs.
+
+    Args:
+        profile: The exported model's measured profile.
+        ram_target: Its smallest working arena on the emulated core, or None.
+
+    Returns:
+        Bytes: the largest of those figures, rounded up to 16.
+
+    Example:
+        >>> from tinytnas_optuna._hardware import HardwareProfile
+        >>> arena_bytes(HardwareProfile(7288, 11800, 38509, "measured", "", ram_host=8400))
+        8400
+    """
+    need = max(profile.ram, profile.ram_host or 0, ram_target or 0)
+    return int(math.ceil(need / 16) * 16)
+
+
+def write_report(out_dir: str | Path, report: dict[str, Any]) -> Path:
+    """Write ``report.json`` (the :class:`~tinytnas_optuna.RetrainReport` as a dict).
+
+    Args:
+        out_dir: The model's folder.
+        report: ``RetrainReport.to_dict()``.
+
+    Returns:
+        The file's path.
+    """
+    path = Path(out_dir) / "report.json"
+    path.write_text(json.dumps(report, indent=2))
+    return path
 
 
 def write_firmware_files(

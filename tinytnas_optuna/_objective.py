@@ -53,6 +53,7 @@ from tinytnas_optuna._training import (
     Schedule,
     TrainResult,
     chance_rate,
+    estimate_final_seconds,
     prepare_data,
     score,
     search_schedule,
@@ -448,8 +449,6 @@ class TinyTNASObjective:
         Returns:
             Seconds (0 without a timeout).
         """
-        from tinytnas_optuna._retrain import estimate_final_seconds
-
         if self.timeout is None:
             return 0.0
         timed = [t for t in trials if t.state == TrialState.COMPLETE

@@ -16,6 +16,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,8 +233,9 @@ def open_search(
         clock_start: ``time.monotonic()`` from which ``timeout`` counts (default: now).
         notify: Called with one line before a slow step (building the emulated target), with
             the trials recovered, and once the search is open.
-        **settings: :meth:`SearchSettings.resolve <tinytnas_optuna._study.SearchSettings.resolve>`'s
-            keyword arguments (``ram``, ``board``, ``steps``, ``metric``, ``sampler``...).
+        **settings: The keyword arguments of
+            :meth:`~tinytnas_optuna._study.SearchSettings.resolve` (``ram``, ``board``,
+            ``steps``, ``metric``, ``sampler``...).
 
     Returns:
         The :class:`OpenedSearch`.
@@ -245,8 +247,6 @@ def open_search(
         RuntimeError: The storage cannot be opened; ``MeasurementError`` (one) when the
             emulated target of a latency budget cannot be built.
     """
-    import time
-
     import optuna
 
     from tinytnas_optuna._budget import seconds_text
