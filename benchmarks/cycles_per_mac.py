@@ -56,7 +56,7 @@ def measure() -> list[dict]:
 def report(rows: list[dict]) -> str:
     """The Markdown results."""
     from tinytnas_optuna import BOARDS
-    from tinytnas_optuna._target._boards import CYCLES_PER_MAC_FLOOR
+    from tinytnas_optuna._boards import CYCLES_PER_MAC_FLOOR
 
     lines = [
         "# Cycles per MAC across the family", "",

@@ -214,7 +214,7 @@ def test_resume_with_changed_file_is_refused(
                        "--progress", "none", "--no-model")
     assert code in (0, 4), err  # 4: 3 s may end before the first training (a study is made)
     study = optuna.load_study(study_name="own", storage=url)
-    assert len(study.user_attrs["train_sha256"]) == 64
+    assert study.user_attrs["train_path"] == str(own_data["train"].resolve())
     assert study.user_attrs["label_map"] == [1, 2, 3, 4]
     before = len(study.trials)
     with np.load(own_data["train"]) as f:
@@ -442,7 +442,7 @@ def test_own_data_search_and_retrain_with_test_file(
                        "--storage", url, "--study", "own", "--progress", "none", "--no-model")
     assert code == 0, err
     attrs = optuna.load_study(study_name="own", storage=url).user_attrs
-    assert attrs["val_sha256"] and attrs["train_path"].endswith("train.npz")
+    assert attrs["val_path"].endswith("val.npz") and attrs["train_path"].endswith("train.npz")
 
     bad = tmp_path / "bad_test.npz"
     np.savez(bad, features=np.zeros((4, 100, 2)), labels=np.arange(4) % 2)
@@ -611,7 +611,7 @@ def test_every_view_counts_candidates_the_same_way() -> None:
     from tinytnas_optuna import summarize
     from tinytnas_optuna._dashboard import summary_note
     from tinytnas_optuna._progress import snapshot
-    from tinytnas_optuna.cli import trial_rows
+    from tinytnas_optuna._results import trial_rows
 
     study = synthetic_study()
     dists = {"k": IntDistribution(2, 1024, log=True), "c": IntDistribution(0, 4)}

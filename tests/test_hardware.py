@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tinytnas_optuna._hardware._arena import ArenaReport, parse_arena_report, tflm_arena
+from tinytnas_optuna._arena_report import ArenaReport, parse_arena_report
 from tinytnas_optuna._hardware._cache import clear_profile_cache, profile_cache_info
 from tinytnas_optuna._hardware._convert import convert_int8
 from tinytnas_optuna._hardware._estimate import estimate_profile
@@ -20,6 +20,7 @@ from tinytnas_optuna._hardware._profile import (
     profile_architecture,
     profile_model,
 )
+from tinytnas_optuna._hardware._tflm import tflm_arena
 from tinytnas_optuna._hardware._types import MeasurementError
 from tinytnas_optuna._space import architecture, build_model
 
@@ -150,7 +151,7 @@ def test_int8_io_input_type(trained_like_model):
 def test_representative_data_is_used(trained_like_model):
     import numpy as np
 
-    from tinytnas_optuna._export import input_quantization
+    from tinytnas_optuna._hardware import input_quantization
 
     data = np.random.default_rng(3).normal(size=(20, 187, 1)).astype("float32")
     from_array = input_quantization(convert_int8(trained_like_model, data))

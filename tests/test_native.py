@@ -23,8 +23,8 @@ from tinytnas_optuna import (
     profile_architecture,
 )
 from tinytnas_optuna._hardware import _native
-from tinytnas_optuna._hardware._arena import tflm_arena
 from tinytnas_optuna._hardware._native import FAILPOINT_ENV, NativeCrash, NativeProcess
+from tinytnas_optuna._hardware._tflm import tflm_arena
 from tinytnas_optuna.cli import main
 
 

@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 import tinytnas_optuna as tt
-from tinytnas_optuna._export import tflm_predict
+from tinytnas_optuna._hardware import tflm_predict
 from tinytnas_optuna.datasets import load_dataset
 
 BUDGET = tt.HardwareBudget(ram="20KB", flash="64KB", macs="60K")

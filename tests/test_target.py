@@ -17,10 +17,11 @@ import pytest
 from conftest import require_service
 
 from tinytnas_optuna import cli
+from tinytnas_optuna._arena_report import STRUCT_SIZES
 from tinytnas_optuna._hardware import MeasurementError, profile_architecture, profile_tflite
-from tinytnas_optuna._hardware._arena import STRUCT_SIZES, tflm_arena
 from tinytnas_optuna._hardware._convert import _convert, _nonzero_biases
 from tinytnas_optuna._hardware._estimate import estimate_profile
+from tinytnas_optuna._hardware._tflm import tflm_arena
 from tinytnas_optuna._space import architecture, build_model
 from tinytnas_optuna._target._build import SOURCES_ENV, build_keys, build_runner, resolve_sources
 from tinytnas_optuna._target._qemu import measure_cycles, run_on_target

@@ -23,8 +23,8 @@ _EXPORTS = {
     "profile_tflite": "_hardware",
     "run_on_target": "_target",
     "measure_cycles": "_target",
-    "Board": "_target",
-    "BOARDS": "_target",
+    "Board": "_boards",
+    "BOARDS": "_boards",
     "estimate_profile": "_hardware",
     "convert_int8": "_hardware",
     "profile_cache_info": "_hardware",
@@ -98,6 +98,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from tinytnas_optuna._boards import BOARDS, Board
     from tinytnas_optuna._budget import HardwareBudget
     from tinytnas_optuna._dashboard import (
         DashboardCallback,
@@ -127,7 +128,7 @@ if TYPE_CHECKING:
     from tinytnas_optuna._sampler import TinyTNASSampler
     from tinytnas_optuna._space import Architecture, architecture, build_model
     from tinytnas_optuna._study import SearchSpec, StudyMismatchError
-    from tinytnas_optuna._target import BOARDS, Board, measure_cycles, run_on_target
+    from tinytnas_optuna._target import measure_cycles, run_on_target
     from tinytnas_optuna._training import PreparedData
     from tinytnas_optuna._trial import CandidateRecord
 

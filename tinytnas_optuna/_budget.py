@@ -7,9 +7,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tinytnas_optuna._boards import DEFAULT_LATENCY_MS, Board, check_board
+
 if TYPE_CHECKING:
     from tinytnas_optuna._hardware import HardwareProfile
-    from tinytnas_optuna._target._boards import Board
 
 FIGURES = ("ram", "flash", "macs")
 #: The fourth figure, constrained only when a budget names a latency (and a board).
@@ -85,6 +86,18 @@ def parse_seconds(value: float | str, what: str = "duration") -> float:
     return _parse(value, _SECOND_UNITS, what, '"90s", "10m", "1h" or 600')
 
 
+def seconds_text(seconds: float | None) -> str:
+    """A time bound as the command line prints it.
+
+    Example:
+        >>> seconds_text(30), seconds_text(600), seconds_text(None)
+        ('30 s', '10 min', 'none')
+    """
+    if seconds is None:
+        return "none"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
 def parse_milliseconds(value: float | str, what: str = "latency") -> float:
     """Parse a latency: ``"20ms"``, ``"0.5s"``, ``"800us"`` or a number of milliseconds.
 
@@ -148,8 +161,6 @@ class HardwareBudget:
         object.__setattr__(self, "flash", parse_bytes(flash, "flash budget"))
         object.__setattr__(self, "macs", parse_count(macs, "MAC budget"))
         if board is not None:
-            from tinytnas_optuna._target._boards import check_board
-
             check_board(board)
         if latency is not None and board is None:
             raise ValueError("a latency budget needs a board, whose core and clock turn cycles "
@@ -185,8 +196,6 @@ class HardwareBudget:
             >>> budget.ram, budget.latency_ms, budget.board
             (126976, 20.0, 'nano33ble')
         """
-        from tinytnas_optuna._target._boards import DEFAULT_LATENCY_MS, check_board
-
         preset = check_board(board)
         limit = DEFAULT_LATENCY_MS if latency is None else parse_milliseconds(
             latency, "latency budget")
@@ -231,16 +240,15 @@ class HardwareBudget:
         return self._preset().latency_ms(profile.cycles)
 
     def _preset(self) -> Board:
-        """The :class:`~._target._boards.Board` of ``board`` (set whenever a latency is)."""
-        from tinytnas_optuna._target._boards import check_board
-
+        """The :class:`~tinytnas_optuna._boards.Board` of ``board`` (set whenever a latency is)."""
         return check_board(str(self.board))
 
     def excess(self, profile: HardwareProfile) -> dict[str, float]:
         """Relative excess of each figure: ``used / budget - 1`` (<= 0 means it fits).
 
         A latency not measured (the candidate was rejected on another figure first) counts
-        with its lower bound from the MACs (:meth:`~._target._boards.Board.latency_floor_ms`).
+        with its lower bound from the MACs
+        (:meth:`~tinytnas_optuna._boards.Board.latency_floor_ms`).
 
         Args:
             profile: Measured or estimated figures.

@@ -5,7 +5,10 @@
 - :func:`publish_to_dashboard` names the metric, writes the summary as a note on the study and on
   the best trial, and saves the plotly figures (accuracy against RAM/flash/MAC, search path).
 - :class:`DashboardCallback` keeps the notes current during ``study.optimize``.
-- :func:`make_dashboard_server` serves optuna-dashboard on a storage with its artifact folder.
+- :func:`search_artifact_folders` finds the artifact folder each search of a storage recorded
+  (:class:`~tinytnas_optuna._study.RunRecord`, from Python or the command line alike);
+  :func:`prepare_dashboard` publishes every search and makes their folders;
+  :func:`make_dashboard_server` serves optuna-dashboard on a storage with those folders.
 
 The per-trial figures (k, c, RAM, flash, MAC, feasible) are the trial's params and user attrs,
 and the legacy ``"constraints"`` system attr the objective writes marks infeasible trials.
@@ -16,8 +19,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +27,7 @@ import optuna
 
 from tinytnas_optuna._budget import LATENCY, HardwareBudget, figure_text
 from tinytnas_optuna._plots import FIGURE_LABELS, PlotData, pareto_front, plot_data
-from tinytnas_optuna._results import chance_level
-from tinytnas_optuna._training import SEARCH_STEPS, clearly_above
+from tinytnas_optuna._study import RunRecord, SearchSpec, set_metric_name
 from tinytnas_optuna._trial import ARTIFACT
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 
     from tinytnas_optuna._training import PreparedData
 
-#: Study user attr where ``tinytnas search`` records the artifact folder.
-ARTIFACT_DIR_ATTR = "artifact_dir"
 #: Ids of the plotly figures saved to the study (overwritten on each publish).
 GRAPH_IDS = ("tinytnas-accuracy-vs-figures", "tinytnas-search-path")
 _NOTED_BEST_ATTR = "tinytnas:noted_best_trial"
@@ -133,20 +132,6 @@ def _note_best_trial(study: optuna.Study, data: PlotData, note: str) -> None:
     storage.set_study_system_attr(study_id, _NOTED_BEST_ATTR, data.best.trial)
 
 
-def set_metric_name(study: optuna.Study, metric: str) -> None:
-    """Name the objective value (optuna-dashboard and ``tinytnas show`` display it).
-
-    Args:
-        study: The study.
-        metric: The validation metric's name.
-    """
-    if study.metric_names == [metric]:
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([metric])
-
-
 def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
     """The search's summary as Markdown (the dashboard's note).
 
@@ -173,14 +158,8 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
             limit = figure_text(data.budget[name] if data.budget else None)
             lines.append(f"| {FIGURE_LABELS[name]} | {figure_text(getattr(b, name))} "
                          f"| {limit} |")
-        chance, n_val = study.user_attrs.get("chance_rate"), study.user_attrs.get("validation_size")
-        level = chance_level(study.get_trials(deepcopy=False))
-        if chance is not None and n_val and not clearly_above(float(b.value), chance, n_val,
-                                                              level=level):
-            lines += ["", (f"**Warning: not clearly above chance.** Always predicting the "
-                           f"majority class scores {chance:.4f} on the {n_val} validated "
-                           "series: this is not a deployable answer (try more steps per "
-                           "candidate, balanced accuracy, or more data).")]
+        if data.warning:  # the chance verdict of summarize, in its words
+            lines += ["", f"**{data.warning}**"]
     # The same counts as `summarize` and the progress display (one classification: trial_state).
     trained = sum(r.state == "trained" for r in data.scored)
     pruned = sum(r.state == "pruned" for r in data.scored)
@@ -201,14 +180,11 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
                        f"accuracy in TFLite Micro {f['int8_accuracy']:.4f} (float "
                        f"{f['float_accuracy']:.4f}), trained in {f['seconds']:.0f} s, files in "
                        f"`{f['out_dir']}`.")]
-    attrs = study.user_attrs
-    if attrs.get("dataset") or attrs.get("train_path"):
-        source = attrs.get("dataset") or attrs.get("train_path")
-        training = (f"{attrs['epochs']} epochs" if attrs.get("epochs")
-                    else f"{attrs.get('steps') or SEARCH_STEPS} steps")
-        lines += ["", (f"Data: {source}; {training} per candidate "
-                       f"({attrs.get('validation', 'holdout')} validation); "
-                       f"sampler {attrs.get('sampler')}; seed {attrs.get('seed')}.")]
+    spec = SearchSpec.from_attrs(study.user_attrs)
+    if spec is not None:
+        lines += ["", (f"Data: {RunRecord.of(study).source}; {spec.training} per candidate "
+                       f"({study.user_attrs.get('validation', 'holdout')} validation); "
+                       f"sampler {spec.sampler}; seed {spec.seed}.")]
     return "\n".join(lines)
 
 
@@ -335,6 +311,63 @@ class DashboardCallback:
             self._last_figures = now
 
 
+def search_artifact_folders(
+    storage: str | optuna.storages.BaseStorage, *, first: str | Path | None = None,
+) -> list[Path]:
+    """The artifact folders the searches of a storage recorded (one storage may hold several
+    searches, each with its own folder).
+
+    Args:
+        storage: Storage URL or object.
+        first: A folder to put first (where the dashboard's uploads go), or None.
+
+    Returns:
+        Each folder once, ``first`` first, then in study order.
+    """
+    folders = [Path(first)] if first is not None else []
+    for summary in optuna.get_all_study_summaries(storage):
+        folder = summary.user_attrs.get("artifact_dir")
+        if "budget" in summary.user_attrs and folder and Path(folder) not in folders:
+            folders.append(Path(folder))
+    return folders
+
+
+def prepare_dashboard(
+    storage: str | optuna.storages.BaseStorage, *, artifact_dir: str | Path | None = None,
+) -> tuple[list[Path], list[str]]:
+    """Publish every search of a storage (:func:`publish_to_dashboard`) and make their
+    artifact folders: what ``tinytnas dashboard`` does before serving.
+
+    Args:
+        storage: Storage URL or object.
+        artifact_dir: The folder the dashboard's uploads go to (first), or None.
+
+    Returns:
+        ``(folders, warnings)``: the folders to serve (:func:`search_artifact_folders`), and one
+        line per search whose figures could not be updated (a view never stops serving).
+
+    Raises:
+        ValueError: A folder that cannot be made.
+    """
+    warned = []
+    for summary in optuna.get_all_study_summaries(storage):
+        if "budget" not in summary.user_attrs:
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        try:
+            publish_to_dashboard(study)
+        except Exception as exc:  # noqa: BLE001 - a view, never a reason to refuse serving
+            warned.append(f"figures of '{summary.study_name}' not updated: "
+                          f"{' '.join(str(exc).split())}")
+    folders = search_artifact_folders(storage, first=artifact_dir)
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"artifact folder {folder}: {exc.strerror}") from None
+    return folders, warned
+
+
 def artifact_store(path: str | Path) -> Any:
     """A :class:`optuna.artifacts.FileSystemArtifactStore` on ``path`` (created)."""
     from optuna.artifacts import FileSystemArtifactStore
@@ -411,3 +444,46 @@ def make_dashboard_server(
     store = _ArtifactFolders(folders) if folders else None
     app = wsgi(storage, artifact_store=store)
     return make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+
+
+def serve_dashboard(
+    storage: str | optuna.storages.BaseStorage, *, host: str = "127.0.0.1", port: int = 8080,
+    artifact_dir: str | Path | None = None, notify: Callable[[str], object] | None = None,
+) -> None:
+    """``tinytnas dashboard``: publish every search of a storage and serve optuna-dashboard on
+    it, with every search's artifact folder, until Ctrl-C.
+
+    Args:
+        storage: Storage URL (an existing database) or object.
+        host: Interface to listen on.
+        port: Port; 0 picks a free one.
+        artifact_dir: The folder uploads go to, served first (default: the recorded ones only).
+        notify: Called with each warning, then with the line naming the URL, once listening.
+
+    Raises:
+        ValueError: No such database file, a folder that cannot be made, or an address that
+            cannot be listened on.
+        RuntimeError: The storage cannot be opened.
+    """
+    from tinytnas_optuna._storage import open_storage
+
+    if isinstance(storage, str):
+        storage = open_storage(storage, existing=True)
+    folders, warned = prepare_dashboard(storage, artifact_dir=artifact_dir)
+    try:
+        server = make_dashboard_server(storage, host=host, port=port, artifact_dir=folders)
+    except OSError as exc:
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    address = server.server_address
+    lines = [f"warning: {line}" for line in warned]
+    lines.append(f"optuna-dashboard on http://{address[0]}:{address[1]}/dashboard (artifacts: "
+                 f"{', '.join(map(str, folders)) or 'none'}); Ctrl-C to stop")
+    if notify is not None:
+        for line in lines:
+            notify(line)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

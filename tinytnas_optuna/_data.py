@@ -1,20 +1,25 @@
 """A search's data: a built-in dataset or the user's ``.npz`` files, and finding it again.
 
-``tinytnas search`` records where its data came from (the built-in name, or the files' paths
-and SHA-256); ``retrain`` and ``worker`` load it from there, or from files given again, which
-:mod:`tinytnas_optuna._study` then checks against the recorded content fingerprints.
+``tinytnas search`` records where its data came from (the built-in name, or the files' paths:
+:class:`~tinytnas_optuna._study.RunRecord`); ``retrain`` and ``worker`` load it from there, or
+from files given again. Either way the content is checked against the fingerprints the search
+recorded (:mod:`tinytnas_optuna._study`), so a file moved or saved again with the same content
+is accepted and one whose content changed is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tinytnas_optuna.datasets import DataError, load_dataset, load_npz
+
+if TYPE_CHECKING:
+    from tinytnas_optuna._study import RunRecord
 
 
 @dataclass
@@ -27,8 +32,8 @@ class SearchData:
         test: Test set (built-in datasets), or None.
         groups: Group ids of ``train`` (subjects), or None.
         class_names: Readable class names, or None.
-        source: Where it came from: ``dataset``, ``train_path``, ``train_sha256``, ``val_path``,
-            ``val_sha256`` (recorded in the study by ``tinytnas search``).
+        source: Where it came from: ``dataset``, ``train_path``, ``val_path`` (recorded in the
+            study by ``tinytnas search``).
     """
 
     train: tuple[np.ndarray, np.ndarray]
@@ -37,15 +42,6 @@ class SearchData:
     groups: np.ndarray | None = None
     class_names: list[str] | None = None
     source: dict[str, Any] = field(default_factory=dict)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_search_data(
@@ -76,21 +72,18 @@ def load_search_data(
     source: dict[str, Any] = {"dataset": None}
     arrays = {}
     for role, path in (("train", train), ("val", val)):
-        if path is None:
-            source[f"{role}_path"] = source[f"{role}_sha256"] = None
-            continue
-        arrays[role] = load_npz(path, what=f"--{role} {path}")
-        source[f"{role}_path"] = str(Path(path).resolve())
-        source[f"{role}_sha256"] = sha256_file(path)
+        source[f"{role}_path"] = None if path is None else str(Path(path).resolve())
+        if path is not None:
+            arrays[role] = load_npz(path, what=f"--{role} {path}")
     return SearchData(arrays["train"], arrays.get("val"), source=source)
 
 
-def study_data(attrs: dict[str, Any], *, train: str | Path | None = None,
+def study_data(record: RunRecord, *, train: str | Path | None = None,
                val: str | Path | None = None) -> SearchData:
     """A study's data: files given again, else what ``tinytnas search`` recorded.
 
     Args:
-        attrs: ``study.user_attrs``.
+        record: What the study recorded (:class:`~tinytnas_optuna._study.RunRecord`).
         train: Training ``.npz`` to use instead (needed for a study made from Python).
         val: Validation ``.npz`` to use with it.
 
@@ -104,7 +97,31 @@ def study_data(attrs: dict[str, Any], *, train: str | Path | None = None,
         return load_search_data(None, train, val)
     if val is not None:
         raise DataError("--val needs --train")
-    if attrs.get("dataset") is None and attrs.get("train_path") is None:
+    if record.dataset is None and record.train_path is None:
         raise DataError("the study was made from Python and records no data files: give "
                         "--train FILE (and --val FILE if the search had one)")
-    return load_search_data(attrs.get("dataset"), attrs.get("train_path"), attrs.get("val_path"))
+    data = load_search_data(record.dataset, record.train_path, record.val_path)
+    data.class_names = data.class_names or record.class_names
+    return data
+
+
+def load_test(path: str | Path, input_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A test ``.npz`` for the final model's report, refused when its series are not of the
+    search's shape.
+
+    Args:
+        path: The file.
+        input_shape: The search's ``(length, channels)``.
+
+    Returns:
+        ``(features, labels)``.
+
+    Raises:
+        DataError: An unreadable file, or series of another shape.
+    """
+    test = load_npz(path, what=f"--test {path}")
+    shape = tuple(test[0].shape[1:]) + ((1,) if test[0].ndim == 2 else ())
+    if list(shape) != list(input_shape):
+        raise DataError(f"--test {path}: samples of shape {shape}, the search's are "
+                        f"{tuple(input_shape)}")
+    return test

@@ -41,6 +41,7 @@ from tinytnas_optuna._target._build import (
     TargetUnavailable,
     _file_hash,
     cache_dir,
+    header_error,
     resolve_sources,
 )
 
@@ -62,9 +63,6 @@ PKG_CHROMEDRIVER = "chromium-driver"
 
 #: The Debian package that puts each program of the toolchain on ``PATH``.
 TOOL_PACKAGES = {"arm-none-eabi-gcc": PKG_GCC, "arm-none-eabi-g++": PKG_GCC, "make": PKG_MAKE}
-
-#: The Cortex-M4 flags of ``fw/Makefile``: the headers are looked up as a build would.
-_CPU_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 
 #: The Chromium the dashboard's browser test drives (as in ``tests/test_dashboard.py``).
 CHROMIUM_ENV = "TINYTNAS_CHROMIUM"
@@ -205,20 +203,6 @@ def _version(text: str) -> str:
     line = _first_line(text)
     found = re.search(r"\b\d+(?:\.\d+)+\b", re.sub(r"\(.*?\)", "", line))
     return found.group(0) if found else line or "(no version)"
-
-
-def _error_line(text: str) -> str:
-    """The line of a compiler's output that says what failed.
-
-    Args:
-        text: Its standard error.
-
-    Returns:
-        The first line mentioning an error, else the first line.
-    """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    line = next((line for line in lines if "error" in line), lines[0] if lines else "failed")
-    return re.sub(r"^<stdin>:[\d:]*\s*", "", line)
 
 
 def apt_install(packages: Iterable[str]) -> str:
@@ -432,11 +416,10 @@ def _check_header(name: str, compiler: str, language: str, header: str, package:
         packages = (TOOL_PACKAGES[compiler], package)
         return Check(name, False, f"not checked: {compiler} is not on PATH",
                      apt_install(packages), packages=packages)
-    code, _, err = _run([compiler, "-E", "-x", language, "-", *_CPU_FLAGS, "-o", os.devnull],
-                        stdin=f"#include <{header}>\n")
-    if code == 0:
+    error = header_error(compiler, language, header)
+    if error is None:
         return Check(name, True, f"<{header}> found by {compiler} (from {package})")
-    return Check(name, False, f"<{header}> not found by {compiler}: {_error_line(err)}",
+    return Check(name, False, f"<{header}> not found by {compiler}: {error}",
                  apt_install([package]), packages=(package,))
 
 

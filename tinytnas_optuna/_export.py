@@ -1,7 +1,9 @@
-"""The deployable model: run it in TFLite Micro, write ``model.tflite`` and C files for firmware."""
+"""The deployable model's files: ``model.tflite``, a C source and header for firmware, and
+``report.json``."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -9,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tinytnas_optuna._hardware import HardwareProfile, input_quantization
 
 # TFLite builtin operator name -> the MicroMutableOpResolver method that registers it.
 _RESOLVER_METHODS = {
@@ -28,92 +32,41 @@ _RESOLVER_METHODS = {
 }
 
 
-def tflm_predict(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
-    """Run every sample through TensorFlow Lite Micro (the runtime on the board).
+def arena_bytes(profile: HardwareProfile, ram_target: int | None = None) -> int:
+    """The tensor arena a firmware allocates for a model, 16-byte aligned.
 
-    TFLM runs in the measuring process (:mod:`tinytnas_optuna._hardware._native`): a crash
-    there raises a ``MeasurementError`` here.
-
-    Args:
-        model_bytes: An int8 ``.tflite`` flatbuffer (float32 or int8 input/output).
-        features: ``(N, L, C)`` float32 features, already standardised.
-
-    Returns:
-        ``(N, K)`` float32 class scores (dequantised when the output is int8).
-
-    Raises:
-        MeasurementError: When TFLM fails or crashes.
-    """
-    from tinytnas_optuna._hardware._native import TFLM
-
-    features = np.asarray(features, dtype=np.float32)
-    # About 0.3 ms per HAR window here; a generous allowance before the call counts as hung.
-    timeout = 120.0 + 0.05 * len(features)
-    return TFLM.call("predict", bytes(model_bytes), features, timeout=timeout,
-                     what=f"running {len(features)} series through TFLM")
-
-
-def _predict_in_process(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
-    """:func:`tflm_predict`'s work, in this process (the measuring process runs it)."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    interpreter = runtime.Interpreter.from_bytes(bytes(model_bytes))
-    inp = interpreter.get_input_details(0)
-    out = interpreter.get_output_details(0)
-    in_scale, in_zero = _quant(inp)
-    out_scale, out_zero = _quant(out)
-    results = []
-    for sample in features:
-        x = sample[None, ...]
-        if inp["dtype"] == np.int8:
-            x = np.clip(np.round(x / in_scale + in_zero), -128, 127).astype(np.int8)
-        interpreter.set_input(x.reshape(inp["shape"]), 0)
-        interpreter.invoke()
-        y = np.asarray(interpreter.get_output(0)).reshape(-1)
-        if out["dtype"] == np.int8:
-            y = (y.astype(np.float32) - out_zero) * out_scale
-        results.append(y.astype(np.float32))
-    return np.stack(results)
-
-
-def _quant(details: dict[str, Any]) -> tuple[float, int]:
-    params = details.get("quantization_parameters") or {}
-    scales, zeros = params.get("scales", []), params.get("zero_points", [])
-    return (float(scales[0]) if len(scales) else 1.0, int(zeros[0]) if len(zeros) else 0)
-
-
-def input_quantization(model_bytes: bytes) -> tuple[float, int]:
-    """Scale and zero point that turn a standardised float input into the model's int8 input.
-
-    For a float32-input model this is the model's own QUANTIZE step (done on the board by the
-    model); for an int8-input model the firmware applies it before ``Invoke()``.
+    TFLM's own 64-bit host figure bounds the 32-bit need from above; a run on the board's
+    emulated core, when there was one, is what the board's build needs.
 
     Args:
-        model_bytes: The ``.tflite`` flatbuffer.
+        profile: The exported model's measured profile.
+        ram_target: Its smallest working arena on the emulated core, or None.
 
     Returns:
-        ``(scale, zero_point)``.
+        Bytes: the largest of those figures, rounded up to 16.
+
+    Example:
+        >>> from tinytnas_optuna._hardware import HardwareProfile
+        >>> arena_bytes(HardwareProfile(7288, 11800, 38509, "measured", "", ram_host=8400))
+        8400
     """
-    from tinytnas_optuna._hardware import _schema
+    need = max(profile.ram, profile.ram_host or 0, ram_target or 0)
+    return int(math.ceil(need / 16) * 16)
 
-    fb = _schema()
-    graph = fb.Model.GetRootAsModel(bytes(model_bytes), 0).Subgraphs(0)
-    model = fb.Model.GetRootAsModel(bytes(model_bytes), 0)
-    source = graph.Inputs(0)
 
-    def params(index: int) -> tuple[float, int]:
-        q = graph.Tensors(index).Quantization()
-        return float(q.Scale(0)), int(q.ZeroPoint(0))
+def write_report(out_dir: str | Path, report: dict[str, Any]) -> Path:
+    """Write ``report.json`` (the :class:`~tinytnas_optuna.RetrainReport` as a dict).
 
-    if graph.Tensors(source).Type() == fb.TensorType.INT8:
-        return params(source)
-    for o in range(graph.OperatorsLength()):  # the QUANTIZE that reads the float input
-        op = graph.Operators(o)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        opcode = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if opcode == fb.BuiltinOperator.QUANTIZE and op.Inputs(0) == source:
-            return params(op.Outputs(0))
-    raise ValueError("model has float input but no QUANTIZE op on it")
+    Args:
+        out_dir: The model's folder.
+        report: ``RetrainReport.to_dict()``.
+
+    Returns:
+        The file's path.
+    """
+    path = Path(out_dir) / "report.json"
+    path.write_text(json.dumps(report, indent=2))
+    return path
 
 
 def write_firmware_files(

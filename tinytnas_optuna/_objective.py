@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from tinytnas_optuna._boards import check_board
 from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget, figure_text
 from tinytnas_optuna._hardware._types import MeasurementError
 from tinytnas_optuna._networks import NetworkKeeper, TrainedNetwork, kept_weights, upload_network
@@ -26,16 +28,22 @@ from tinytnas_optuna._recovery import (
     heartbeat_enabled,
     recover_stale_trials,
 )
+from tinytnas_optuna._sampler import TinyTNASSampler, sampler_name
 from tinytnas_optuna._space import C_RANGE, K_RANGE, Architecture, architecture
 from tinytnas_optuna._study import (
+    DEFAULT_METRIC,
+    DEFAULT_SEED,
+    RunRecord,
+    SearchSettings,
     SearchSpec,
     StudyMismatchError,
     bind,
+    check_class_names,
     fingerprint,
-    sampler_name,
+    record_run,
+    set_metric_name,
     stop_search,
 )
-from tinytnas_optuna._target._boards import check_board
 from tinytnas_optuna._training import (
     DEFAULT_RECIPE,
     METRICS,
@@ -44,7 +52,9 @@ from tinytnas_optuna._training import (
     Recipe,
     Schedule,
     TrainResult,
+    after_training_seconds,
     chance_rate,
+    estimate_final_seconds,
     prepare_data,
     score,
     search_schedule,
@@ -77,8 +87,6 @@ from tinytnas_optuna._trial import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from optuna.artifacts._protocol import ArtifactStore
 
     from tinytnas_optuna._hardware import HardwareProfile
@@ -100,6 +108,12 @@ class TinyTNASObjective:
     analytic MACs first, then RAM/flash/MACs measured on the int8 model in TFLite Micro), records
     the figures as user attrs and as Optuna constraints ``ram``, ``flash``, ``macs`` (relative
     excess, <= 0 fits), and then either prunes it untrained (infeasible) or trains it.
+
+    On the first trial it runs on a study (or :meth:`bind`) it records the search's
+    :class:`~tinytnas_optuna.SearchSpec` and what its other processes and views read (the
+    class names, the artifact folder, the time bound: :class:`~tinytnas_optuna._study.RunRecord`),
+    so that ``tinytnas show``, ``retrain``, ``worker`` and ``dashboard`` work on a study made
+    from Python as on one made by ``tinytnas search``.
 
     .. note::
         Each epoch is reported, so the study's pruner applies. ``optuna.create_study`` defaults to
@@ -141,6 +155,15 @@ class TinyTNASObjective:
         artifact_store: Where each trained candidate's network is stored (weights, as an
             artifact of its trial), so that the final model of another process can fall back
             on it; the best few are kept in this process's memory either way.
+        artifact_dir: A folder for both: each trained candidate's int8 ``.tflite``
+            (:class:`~tinytnas_optuna.TFLiteArtifactUploader`, unless ``on_trained`` is given)
+            and its network (unless ``artifact_store`` is given). The folder of a
+            ``FileSystemArtifactStore`` (this one, or the one given) is recorded in the study
+            for ``tinytnas dashboard`` and ``retrain``; a study that recorded another is
+            refused.
+        class_names: Readable names of the classes, in the order of the sorted labels (the
+            label map); recorded for the final model's C header and reports (default: the
+            labels themselves).
         recipe: How candidates and the final model are trained beyond their schedule (batch
             normalisation folded at export, augmentation, label smoothing; default
             :data:`~tinytnas_optuna._training.DEFAULT_RECIPE`, chosen by measurement: see
@@ -161,7 +184,7 @@ class TinyTNASObjective:
         clock_start: float | None = None,
         groups: np.ndarray | None = None,
         val_fraction: float = VAL_FRACTION,
-        metric: str = "accuracy",
+        metric: str = DEFAULT_METRIC,
         k_range: tuple[int, int] = K_RANGE,
         c_range: tuple[int, int] = C_RANGE,
         batch_size: int | None = None,
@@ -170,6 +193,8 @@ class TinyTNASObjective:
         on_trained: Callable[[optuna.Trial, Any, PreparedData], None] | None = None,
         artifact_store: ArtifactStore | None = None,
         recipe: Recipe | None = None,
+        artifact_dir: str | Path | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -180,9 +205,10 @@ class TinyTNASObjective:
             raise ValueError(f"timeout must be positive, got {timeout}")
         if not isinstance(budget, HardwareBudget):
             raise TypeError("budget must be a HardwareBudget")
-        self.seed = 0 if seed is None else int(seed)
+        self.seed = DEFAULT_SEED if seed is None else int(seed)
         self.data = prepare_data(train, val, groups=groups, val_fraction=val_fraction,
                                  seed=self.seed)
+        self.class_names = check_class_names(class_names, self.data.num_classes)
         # The raw inputs, for the final model (retrain_best prepares them the same way).
         self._inputs = {"train": train, "val": val, "groups": groups,
                         "val_fraction": val_fraction}
@@ -204,6 +230,15 @@ class TinyTNASObjective:
         self.reserve_final = reserve_final
         self.clock_start = clock_start
         self.int8_io = int8_io
+        if artifact_dir is not None:
+            from optuna.artifacts import FileSystemArtifactStore
+
+            from tinytnas_optuna._dashboard import TFLiteArtifactUploader
+
+            # The folder is made when the study is bound: a refused run leaves nothing behind.
+            store = FileSystemArtifactStore(str(Path(artifact_dir).resolve()))
+            on_trained = on_trained or TFLiteArtifactUploader(store, int8_io=int8_io)
+            artifact_store = artifact_store or store
         self.on_trained = on_trained
         self.artifact_store = artifact_store
         self.recipe = DEFAULT_RECIPE if recipe is None else recipe
@@ -222,6 +257,11 @@ class TinyTNASObjective:
             "groups_fingerprint": None if groups is None else fingerprint(groups),
         }
         self._bound: set[tuple[int, int]] = set()
+        #: Whether this objective records its time bound in the study (:class:`RunRecord`):
+        #: False for a worker that joined a search (the search's bound stands) and for the
+        #: copies in the worker processes of a parallel search.
+        self.records_bound = True
+        self._bound_recorded: set[tuple[int, int]] = set()
         self.check_budget_reachable()
         #: The worker processes of a parallel search (:func:`tinytnas_optuna.optimize`).
         self.pool: WorkerPool | None = None
@@ -235,8 +275,56 @@ class TinyTNASObjective:
         # Pickled into the worker processes of a parallel search: what is per process (the
         # study bound here, the networks kept, the pool) starts anew there.
         state = self.__dict__.copy()
-        state.update(_study=None, _bound=set(), networks=NetworkKeeper(), pool=None)
+        state.update(_study=None, _bound=set(), networks=NetworkKeeper(), pool=None,
+                     records_bound=False)
         return state
+
+    @classmethod
+    def from_settings(
+        cls, settings: SearchSettings, train: tuple[np.ndarray, np.ndarray], *,
+        val: tuple[np.ndarray, np.ndarray] | None = None, groups: np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> TinyTNASObjective:
+        """The objective of a search's settings (given, or :attr:`SearchSpec.settings` of a
+        recorded search) on its data.
+
+        Args:
+            settings: The :class:`~tinytnas_optuna._study.SearchSettings`.
+            train: ``(features, labels)``.
+            val: Validation set, or None.
+            groups: Group ids, or None.
+            **kwargs: The run's arguments (``timeout``, ``reserve_final``, ``clock_start``,
+                ``artifact_dir``, ``class_names``...).
+
+        Returns:
+            The :class:`TinyTNASObjective`.
+        """
+        return cls(
+            train, val=val, groups=groups, budget=settings.budget, steps=settings.steps,
+            epochs=settings.epochs, seed=settings.seed, val_fraction=settings.val_fraction,
+            metric=settings.metric, k_range=settings.k_range, c_range=settings.c_range,
+            batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+            int8_io=settings.int8_io, recipe=settings.recipe, **kwargs)
+
+    @property
+    def artifact_dir(self) -> Path | None:
+        """The folder of this search's artifact store, when it is a folder (else None)."""
+        from optuna.artifacts import FileSystemArtifactStore
+
+        uploader_store = getattr(self.on_trained, "artifact_store", None)
+        for store in (self.artifact_store, uploader_store):
+            if isinstance(store, FileSystemArtifactStore):
+                return Path(store._base_path).resolve()
+        return None
+
+    def start_clock(self) -> None:
+        """Start the time bound now, unless it started already (default: at the first trial).
+
+        :func:`tinytnas_optuna.optimize` calls it before starting worker processes, so that
+        every process of the search counts from the same instant.
+        """
+        if self.clock_start is None:
+            self.clock_start = time.monotonic()
 
     def close_pool(self) -> None:
         """Release the worker processes of a parallel search (after its final model)."""
@@ -278,8 +366,6 @@ class TinyTNASObjective:
         Raises:
             StudyMismatchError: The study was made with other data or settings.
         """
-        from tinytnas_optuna._sampler import TinyTNASSampler
-
         sampler = study.sampler
         if isinstance(sampler, TinyTNASSampler) and (
                 sampler.k_range != tuple(self.k_range) or sampler.c_range != tuple(self.c_range)):
@@ -287,12 +373,36 @@ class TinyTNASObjective:
                 f"the sampler's ranges k={sampler.k_range}, c={sampler.c_range} differ from the "
                 f"objective's k={tuple(self.k_range)}, c={tuple(self.c_range)}")
         new = bind(study, self.spec(sampler))
+        folder = self.artifact_dir
+        recorded = RunRecord.of(study).artifact_dir
+        if folder is not None and recorded is not None and Path(recorded) != folder:
+            # The dashboard, retrain and the workers read the recorded folder.
+            raise StudyMismatchError(
+                f"study {study.study_name!r} stores its models in {recorded}; this run's "
+                f"artifact folder {folder} would split them (leave it out, or give that one)")
         if "chance_rate" not in study.user_attrs:
             # Summaries and the chance check read these, whoever made the study.
             for key, value in self.validation_facts().items():
                 study.set_user_attr(key, value)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            record_run(study, artifact_dir=str(folder))
+        if self.class_names is not None:
+            record_run(study, class_names=self.class_names)
+        set_metric_name(study, self.metric)
         self._bound.add((id(study._storage), study._study_id))
         return new
+
+    def _record_bound(self, study: optuna.Study) -> None:
+        """Record this run's time bound, once per study (not from a worker: it has the
+        search's)."""
+        key = (id(study._storage), study._study_id)
+        if not self.records_bound or key in self._bound_recorded:
+            return
+        self._bound_recorded.add(key)
+        ends_at = None if self._end is None else time.time() + self._end - time.monotonic()
+        record_run(study, timeout_seconds=self.timeout, search_ends_at=ends_at,
+                   reserve_final=self.reserve_final)
 
     @property
     def deadline(self) -> float | None:
@@ -340,8 +450,6 @@ class TinyTNASObjective:
         Returns:
             Seconds (0 without a timeout).
         """
-        from tinytnas_optuna._retrain import _after_training_seconds, estimate_final_seconds
-
         if self.timeout is None:
             return 0.0
         # Under cross-validation the final model has no validation series. The report scores
@@ -354,7 +462,7 @@ class TinyTNASObjective:
             # export, so only exporting it is kept back. A quarter of the bound kept here let
             # a 40 s search on a busy machine (26 s to start) cut its first training and end
             # with nothing.
-            return min(_after_training_seconds(n_val=n_val, n_eval=max(2000, n_val),
+            return min(after_training_seconds(n_val=n_val, n_eval=max(2000, n_val),
                                                n_train=self.final_train_size, restarts=1),
                        0.25 * self.timeout)
         best = max(timed, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
@@ -478,12 +586,8 @@ class TinyTNASObjective:
             return host
         # Only a network that fits the other three figures is run on the target (about 1 s).
         core = check_board(str(self.budget.board)).core
-        target = profile_architecture(arch, method="target", target=core, cycles=True,
-                                      int8_io=self.int8_io)
-        return replace(
-            host, cycles=target.cycles, instructions=target.instructions, target=core,
-            ram_target=target.ram,
-            source=f"{host.source} Latency and ram_target: {target.source}")
+        return host.with_target(profile_architecture(arch, method="target", target=core,
+                                                     cycles=True, int8_io=self.int8_io))
 
     def __call__(self, trial: optuna.Trial) -> float:
         now = time.monotonic()
@@ -502,6 +606,7 @@ class TinyTNASObjective:
         if self._end is None and self.timeout is not None:
             self._end = (now if self.clock_start is None else self.clock_start) + self.timeout
             self._deadline = self._end
+        self._record_bound(study)
         k = trial.suggest_int("k", *self.k_range, log=True)
         c = trial.suggest_int("c", *self.c_range)
         system = trial.storage.get_trial_system_attrs(trial._trial_id)
@@ -746,8 +851,6 @@ class TinyTNASObjective:
         beat (:meth:`TinyTNASSampler.value_to_beat`), even if every series they hold were
         right: then they are not trained (a certain bound, so the greedy's path is unchanged).
         """
-        from tinytnas_optuna._sampler import TinyTNASSampler
-
         study = trial.study
         frozen = trial.storage.get_trial(trial._trial_id)
         if isinstance(study.sampler, TinyTNASSampler):

@@ -45,6 +45,8 @@ class PlotData:
             and latency_ms under a latency budget), or None when unknown.
         phases: Trials, trainings and seconds per phase (``SearchSummary.phases``).
         final: The final model's record (``SearchSummary.final``), or None.
+        warning: The chance verdict's line when the best is not clearly above chance
+            (``SearchSummary.warning``), or None.
     """
 
     study_name: str
@@ -57,6 +59,7 @@ class PlotData:
     budget: dict[str, float] | None
     phases: dict[str, dict[str, float]] | None = None
     final: dict | None = None
+    warning: str | None = None
 
     @property
     def figures(self) -> tuple[str, ...]:
@@ -107,6 +110,7 @@ def plot_data(
         budget=budget.limits if budget else None,
         phases=summary.phases,
         final=summary.final,
+        warning=summary.warning,
     )
 
 

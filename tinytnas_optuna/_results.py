@@ -1,4 +1,4 @@
-"""What a search found: :func:`summarize`."""
+"""What a search found: :func:`summarize`, and every trial as a row (:func:`trial_rows`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from tinytnas_optuna._budget import FIGURES
 from tinytnas_optuna._sampler import TinyTNASSampler
-from tinytnas_optuna._study import SearchSpec
+from tinytnas_optuna._study import RunRecord, SearchSpec
 from tinytnas_optuna._training import clearly_above
 from tinytnas_optuna._trial import (
     CANDIDATE,
@@ -20,6 +20,7 @@ from tinytnas_optuna._trial import (
     best_candidate,
     trial_outcome,
     trial_record,
+    trial_row,
 )
 
 if TYPE_CHECKING:
@@ -99,8 +100,13 @@ class SearchSummary:
                 "imbalanced classes, or more data.")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return asdict(self)
+        """A JSON-serialisable dict: every attribute, and ``warning`` and ``no_answer``.
+
+        Example:
+            >>> sorted(SearchSummary("accuracy", None, 0, [], False).to_dict())[-3:]
+            ['trained_count', 'validation', 'warning']
+        """
+        return {**asdict(self), "warning": self.warning, "no_answer": self.no_answer}
 
     def __str__(self) -> str:
         lines = []
@@ -153,6 +159,55 @@ def _table(rows: list[CandidateRecord], metric: str) -> str:
 
 def _n(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every trial as a flat dict (:func:`~tinytnas_optuna._trial.trial_row`), in trial order.
+
+    Args:
+        study: The study.
+
+    Returns:
+        One row per trial, the value under the study's metric name.
+    """
+    metric = study.user_attrs.get("metric") or "value"
+    return [trial_row(t, metric) for t in study.get_trials(deepcopy=False)]
+
+
+def study_json(study: optuna.Study) -> dict[str, Any]:
+    """Everything ``tinytnas show --json`` prints, the same for a study made from Python.
+
+    Args:
+        study: A search's study.
+
+    Returns:
+        ``study`` (its name), ``inputs`` (the :class:`~tinytnas_optuna.SearchSpec` and the
+        :class:`~tinytnas_optuna._study.RunRecord`), :meth:`SearchSummary.to_dict`'s keys and
+        ``trials`` (:func:`trial_rows`).
+    """
+    spec = SearchSpec.from_attrs(study.user_attrs)
+    inputs = {**RunRecord.of(study).to_dict(), **(spec.to_attrs() if spec else {})}
+    return {"study": study.study_name, "inputs": inputs, **summarize(study).to_dict(),
+            "trials": trial_rows(study)}
+
+
+def describe_search(study: optuna.Study) -> str:
+    """A search in one line: its data, input, budget, training and sampler.
+
+    Args:
+        study: A search's study.
+
+    Returns:
+        E.g. ``"gunpoint (input 150 x 1, 2 classes), budget RAM 20,480 B, ..., 800 steps per
+        candidate, sampler tinytnas"``.
+    """
+    spec = SearchSpec.from_attrs(study.user_attrs)
+    if spec is None:
+        return "not a TinyTNAS search"
+    shape = " x ".join(map(str, spec.input_shape)) or "?"
+    return (f"{RunRecord.of(study).source} (input {shape}, {len(spec.label_map)} classes), "
+            f"budget {spec.hardware_budget}, {spec.training} per candidate, "
+            f"sampler {spec.sampler}")
 
 
 def phase_times(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, float]]:

@@ -1,14 +1,14 @@
 """The deployable winner: train the best architecture to convergence, quantise, check, export.
 
-Three steps, each its own function: :func:`_train_final` (restarts of a warm-up + cosine
-schedule, checkpoint and choice on validation), :func:`_quantise` (int8 conversion scored in
-TFLite Micro on validation; recalibration when int8 loses more than a point), and the
-evaluation and export in :func:`retrain_best`.
+Three steps: :func:`_train_final` (restarts of a warm-up + cosine schedule, checkpoint and choice
+on validation), :func:`~tinytnas_optuna._quantise.quantise` (int8 conversion scored in TFLite
+Micro; recalibration when int8 loses more than a point), and the evaluation in
+:func:`retrain_best`, whose files :mod:`tinytnas_optuna._export` writes. How long it takes is
+estimated in :mod:`tinytnas_optuna._training` (the search keeps that time for it).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -17,16 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tinytnas_optuna._hardware._types import MeasurementError
+from tinytnas_optuna._errors import MeasurementError
+from tinytnas_optuna._quantise import Quantised, int8_labels, quantise
 from tinytnas_optuna._training import (
+    RESTARTS,
     PreparedData,
     Recipe,
     Schedule,
+    after_training_seconds,
     chance_rate,
     clearly_above,
     final_schedule,
     predict_labels,
     prepare_data,
+    restart_seconds,
     score,
 )
 
@@ -38,95 +42,6 @@ if TYPE_CHECKING:
     from tinytnas_optuna._hardware import HardwareProfile
     from tinytnas_optuna._networks import TrainedNetwork
     from tinytnas_optuna._parallel import WorkerPool
-
-#: int8 may lose at most this much (accuracy, 0..1) to float on validation before it is fixed.
-INT8_TOLERANCE = 0.01
-#: Calibration series of the first conversion, and of the recalibration when int8 loses.
-CALIBRATION = (200, 2000)
-#: Recalibration on inputs clipped at these percentiles of their magnitude, tried in order.
-CLIP_PERCENTILES = (99.9, 99.0, 98.0)
-# Seconds kept back from ``timeout`` for conversion, TFLM scoring and export: a fixed part, a
-# part per conversion (0.2-1 s measured here, calibration included) and a per-series TFLM cost
-# (measured ~0.3 ms per HAR window on this CPU; 1 ms is generous).
-_RESERVE_SECONDS = 2.0
-_CONVERSION_SECONDS = 1.5
-_TFLM_SECONDS_PER_SERIES = 1e-3
-#: Restarts of the final training.
-RESTARTS = 3
-# For the estimate of the final training's time: building and compiling the model (per
-# restart; measured 1.5-2 s on one core).
-_RESTART_SECONDS = 2.0
-
-
-def _after_training_seconds(*, n_val: int, n_eval: int, n_train: int, restarts: int) -> float:
-    """Seconds :func:`retrain_best` keeps back from its ``timeout`` for conversion, TFLM
-    scoring and export (its training is planned to end that long before the bound): with a
-    hold-out every restart is converted and scored, else the one that fits best."""
-    conversions = restarts if n_val else 1
-    return (_RESERVE_SECONDS + _CONVERSION_SECONDS * conversions
-            + _TFLM_SECONDS_PER_SERIES * (n_val * restarts + n_eval + n_train))
-
-
-def estimate_final_seconds(
-    step_seconds: float, search_batch: int, *, n_train: int, n_val: int, n_eval: int,
-    eval_seconds: float = 0.0, restarts: int = RESTARTS,
-) -> float:
-    """Estimated wall time of :func:`retrain_best` (default schedule), from a search training.
-
-    The training part comes from the search's measured speed (:func:`restart_seconds`). The
-    rest is what ``retrain_best`` itself keeps back for conversion, TFLM scoring and export (its
-    training is planned to end that long before its bound), so that a bound of this many
-    seconds lets the final schedule run to its end: without that part, runs on ECG5000 had
-    their final schedule cut to a third.
-
-    Args:
-        step_seconds: Measured seconds per training step of the network in the search.
-        search_batch: The search's batch size.
-        n_train: Series the final model trains on.
-        n_val: Validation series of the final model (0 under cross-validation).
-        n_eval: Series the report scores.
-        eval_seconds: Measured seconds of one validation point (0 when ``n_val`` is 0).
-        restarts: Restarts of the final training.
-
-    Returns:
-        Seconds (an estimate).
-
-    Example:
-        >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_val=0, n_eval=1000))
-        105
-    """
-    schedule = final_schedule(n_train)
-    per_restart = restart_seconds(step_seconds, search_batch, schedule, eval_seconds)
-    return restarts * per_restart + _after_training_seconds(
-        n_val=n_val, n_eval=n_eval, n_train=n_train, restarts=restarts)
-
-
-def restart_seconds(
-    step_seconds: float, search_batch: int, schedule: Schedule, eval_seconds: float = 0.0
-) -> float:
-    """Estimated seconds of one final training (one restart), from the search's speed.
-
-    A step's time grows with the batch less than in proportion (the per-step overhead of a
-    small network dominates), so the search's seconds per step are scaled by the square root
-    of the batch ratio; building and compiling the model adds about 2 s.
-
-    Args:
-        step_seconds: Measured seconds per training step of the network in the search.
-        search_batch: The search's batch size.
-        schedule: The final schedule.
-        eval_seconds: Measured seconds of one validation point (0: none).
-
-    Returns:
-        Seconds (an estimate).
-
-    Example:
-        >>> round(restart_seconds(0.004, 256, final_schedule(6258)), 1)
-        31.3
-    """
-    per_step = step_seconds * math.sqrt(schedule.batch_size / search_batch)
-    return (schedule.steps * per_step + schedule.evaluations * eval_seconds
-            + _RESTART_SECONDS)
-
 
 @dataclass(frozen=True)
 class RetrainReport:
@@ -298,13 +213,14 @@ def retrain_best(
         learning_rate: Override the peak learning rate.
         seed: Seed for the split and the training (default: the search's).
         int8_io: Export with int8 input/output instead of float32 (default: the search's).
-        class_names: Readable class names for the C header.
+        class_names: Readable class names for the C header (default: those the search
+            recorded, else the labels).
         candidate: The search's own trained network of the best architecture (what
             :class:`TinyTNASObjective` kept); exported instead of the final training when
             that cannot run its schedule in the time left or ends below it (``report.json``
             says which and why).
         artifact_store: Where the search stored its networks: the candidate is read from it
-            when not given.
+            when not given (default: the artifact folder the search recorded).
         pool: The worker processes of a parallel search: the first restarts train side by side
             (one here, one in each worker).
 
@@ -317,7 +233,7 @@ def retrain_best(
             data (``DataError``).
     """
     from tinytnas_optuna._results import record_final, summarize
-    from tinytnas_optuna._study import check_data, recorded_spec
+    from tinytnas_optuna._study import RunRecord, check_class_names, check_data, recorded_spec
     from tinytnas_optuna.datasets import DataError, validate_arrays
 
     started = time.monotonic()
@@ -332,12 +248,19 @@ def retrain_best(
     metric = spec.metric if metric is None else metric
     val_fraction = spec.val_fraction if val_fraction is None else val_fraction
     int8_io = spec.int8_io if int8_io is None else int8_io
+    record = RunRecord.of(study)
+    class_names = record.class_names if class_names is None else class_names
+    if artifact_store is None and record.artifact_dir and Path(record.artifact_dir).is_dir():
+        from optuna.artifacts import FileSystemArtifactStore
+
+        artifact_store = FileSystemArtifactStore(record.artifact_dir)
     check_data(study, train, val, groups)
     summary = summarize(study)
     if summary.best is None:
         raise ValueError("the study has no feasible trained candidate to retrain")
     k, c = summary.best.k, summary.best.c
     data = prepare_data(train, val, groups=groups, val_fraction=val_fraction, seed=seed)
+    class_names = check_class_names(class_names, data.num_classes)
     # Checked before minutes of training, not after.
     if test is not None:
         x_eval, y_raw = validate_arrays(*test, what="test")
@@ -356,7 +279,7 @@ def retrain_best(
                               batch_size=batch_size, learning_rate=learning_rate)
     deadline = None
     if timeout is not None:
-        reserve = _after_training_seconds(n_val=len(data.y_val), n_eval=len(y_eval),
+        reserve = after_training_seconds(n_val=len(data.y_val), n_eval=len(y_eval),
                                           n_train=len(data.y_train), restarts=restarts)
         deadline = started + max(timeout - reserve, 0.25 * timeout)
     if candidate is None and artifact_store is not None:
@@ -372,7 +295,7 @@ def retrain_best(
     fallback = None
     if candidate is not None:
         try:
-            fallback = _quantise([_candidate_run(candidate, data)], data, metric=metric,
+            fallback = quantise([_candidate_run(candidate, data)], data, metric=metric,
                                  seed=seed, int8_io=int8_io, deadline=deadline)
         except MeasurementError:  # its conversion failed: the final training must do
             candidate = None
@@ -389,7 +312,7 @@ def retrain_best(
     final, failed = None, None
     if runs:
         try:
-            final = _quantise(runs, data, metric=metric, seed=seed, int8_io=int8_io,
+            final = quantise(runs, data, metric=metric, seed=seed, int8_io=int8_io,
                               deadline=deadline)
         except MeasurementError as error:
             if fallback is None:
@@ -404,13 +327,13 @@ def retrain_best(
     clock = time.monotonic()
     target = _on_target(model_bytes, spec.hardware_budget)
     float_pred = predict_labels(model, x_eval)
-    int8_pred = _int8_predict(model_bytes, x_eval)
+    int8_pred = int8_labels(model_bytes, x_eval)
     if chosen is final:
         kept_steps, kept_val = runs[quant["restart"]]["steps"], runs[quant["restart"]]["val"]
     else:
         assert candidate is not None
         kept_steps, kept_val = candidate.steps, candidate.value
-    report = _export(
+    report = _report(
         out_dir, k=k, c=c, data=data, x_eval=x_eval, y_eval=y_eval, evaluated_on=evaluated_on,
         float_pred=float_pred, int8_pred=int8_pred, model_bytes=model_bytes, profile=profile,
         quant=quant, schedule=schedule, steps=kept_steps, restarts_run=len(runs),
@@ -425,7 +348,7 @@ def retrain_best(
 
 
 def _candidate_run(candidate: TrainedNetwork, data: PreparedData) -> dict[str, Any]:
-    """The search's network as :func:`_quantise` takes a run."""
+    """The search's network as :func:`~tinytnas_optuna._quantise.quantise` takes a run."""
     model = candidate.model(data.input_shape, data.num_classes)
     return {"model": model, "val": candidate.value, "steps": candidate.steps,
             "complete": True, "fit_loss": 0.0}
@@ -490,9 +413,6 @@ def _fit_schedule(
     return replace(schedule, steps=steps), estimate * steps / schedule.steps
 
 
-Quantised = tuple[Any, bytes, "HardwareProfile", dict[str, Any]]
-
-
 def _choose(
     final: Quantised | None, fallback: Quantised | None, runs: list[dict[str, Any]],
     schedule: Schedule, candidate: TrainedNetwork | None, holdout: bool,
@@ -549,8 +469,8 @@ def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | N
     """
     if budget.latency_ms is None:
         return None
+    from tinytnas_optuna._boards import check_board
     from tinytnas_optuna._hardware import profile_tflite
-    from tinytnas_optuna._target import check_board
 
     board = check_board(str(budget.board))
     measured = profile_tflite(model_bytes, method="target", target=board.core, cycles=True)
@@ -666,93 +586,7 @@ def _fit_loss(model: Any, data: PreparedData) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
 
 
-def _quantise(
-    runs: list[dict[str, Any]], data: PreparedData, *, metric: str, seed: int, int8_io: bool,
-    deadline: float | None,
-) -> tuple[Any, bytes, HardwareProfile, dict[str, Any]]:
-    """Convert each restart to int8, score it in TFLM, keep the best; fix a lossy int8.
-
-    The check runs on validation, or on the training series under cross-validation (the only
-    data there is). When the kept model's int8 loses more than :data:`INT8_TOLERANCE` to its
-    float model, it is converted again on up to 2,000 calibration series, then on those series
-    clipped at :data:`CLIP_PERCENTILES` of their magnitude, until the loss is within tolerance;
-    the best int8 model on the check data is kept.
-
-    Returns:
-        ``(keras model, tflite bytes, profile, quantization record)``.
-    """
-    from tinytnas_optuna._hardware import convert_and_profile
-
-    n = data.num_classes
-    holdout = len(data.y_val) > 0
-    x_chk, y_chk = (data.x_val, data.y_val) if holdout else (data.x_train, data.y_train)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(data.x_train))
-
-    def convert(model: Any, samples: int) -> tuple[bytes, HardwareProfile, float]:
-        calib = data.x_train[order[:samples]]
-        model_bytes, profile = convert_and_profile(model, calib, int8_io=int8_io,
-                                                   calibration_samples=len(calib))
-        return model_bytes, profile, score(y_chk, _int8_predict(model_bytes, x_chk), metric, n)
-
-    best: dict[str, Any] | None = None
-    if not holdout:  # no validation: the restart that fitted its training data best
-        runs_to_check = [min(range(len(runs)), key=lambda i: runs[i]["fit_loss"])]
-    else:
-        runs_to_check = list(range(len(runs)))
-    for i in runs_to_check:
-        run = runs[i]
-        if best is not None and deadline is not None and time.monotonic() >= deadline:
-            break
-        model_bytes, profile, int8_value = convert(run["model"], CALIBRATION[0])
-        float_value = score(y_chk, predict_labels(run["model"], x_chk), metric, n)
-        # The deployed model is the int8 one: restarts are chosen on its validation figure.
-        key = (int8_value, float_value)
-        if best is None or key > best["key"]:
-            best = {"key": key, "restart": i, "bytes": model_bytes, "profile": profile,
-                    "float": float_value, "int8": int8_value}
-    assert best is not None
-    record: dict[str, Any] = {
-        "checked_on": "val" if holdout else "train",
-        "metric": metric,
-        "float": best["float"],
-        "int8_first": best["int8"],
-        "calibration_series": min(CALIBRATION[0], len(order)),
-        "restart": best["restart"],
-        "restart_chosen_on": "int8 validation" if holdout else "training loss",
-        "action": "none needed",
-    }
-    model = runs[best["restart"]]["model"]
-    if best["float"] - best["int8"] > INT8_TOLERANCE:
-        # Better calibration data: more series, then inputs clipped at a high percentile of
-        # their magnitude. Spiky series (Computers) stretch the input and activation ranges
-        # so that typical values get few int8 levels; clipped calibration narrows the ranges,
-        # and the rare spikes saturate at run time. The best int8 model on the check data wins.
-        calib = data.x_train[order[:CALIBRATION[1]]]
-        tried = []
-        for name, clip in (("", None), *((f" clipped at the {q}th percentile", q)
-                                          for q in CLIP_PERCENTILES)):
-            x = calib if clip is None else np.clip(
-                calib, -(bound := float(np.percentile(np.abs(calib), clip))), bound)
-            model_bytes, profile = convert_and_profile(model, x, int8_io=int8_io,
-                                                       calibration_samples=len(x))
-            value = score(y_chk, _int8_predict(model_bytes, x_chk), metric, n)
-            tried.append(f"{len(x)} series{name}: {value:.4f}")
-            if value > best["int8"]:
-                best.update(bytes=model_bytes, profile=profile, int8=value)
-                record["calibration_series"] = len(x)
-                record["calibration_clip_percentile"] = clip
-            if best["float"] - best["int8"] <= INT8_TOLERANCE:
-                break
-        record["action"] = (f"int8 lost {100 * (best['float'] - record['int8_first']):.1f} "
-                            f"points; recalibrated on {'; '.join(tried)}; kept "
-                            f"{best['int8']:.4f}")
-    record["int8"] = best["int8"]
-    record["loss_points"] = round(100 * (best["float"] - best["int8"]), 2)
-    return model, best["bytes"], best["profile"], record
-
-
-def _export(
+def _report(
     out_dir: str | Path, *, k: int, c: int, data: PreparedData, x_eval: np.ndarray,
     y_eval: np.ndarray, evaluated_on: str, float_pred: np.ndarray, int8_pred: np.ndarray,
     model_bytes: bytes, profile: HardwareProfile, quant: dict[str, Any], schedule: Schedule,
@@ -761,17 +595,15 @@ def _export(
     model_source: str, model_reason: str | None, comparison: dict[str, Any] | None,
     phases: dict[str, float],
 ) -> RetrainReport:
-    """Write the firmware files and ``report.json``; return the report."""
-    from tinytnas_optuna._export import write_firmware_files
+    """Score the exported model, write its files (:mod:`tinytnas_optuna._export`) and
+    ``report.json``; return the report."""
+    from tinytnas_optuna._export import arena_bytes, write_firmware_files, write_report
 
     export_started = time.monotonic()
     n = data.num_classes
     cm = np.zeros((n, n), dtype=int)
     np.add.at(cm, (y_eval, int8_pred), 1)
-    # Arena to allocate: TFLM's own 64-bit host figure bounds the 32-bit need from above.
-    # and a target run, when there was one, is what the board's build needs.
-    arena = int(math.ceil(max(profile.ram, profile.ram_host or 0,
-                              target["ram_target"] if target else 0) / 16) * 16)
+    arena = arena_bytes(profile, None if target is None else target["ram_target"])
     out = Path(out_dir)
     files = write_firmware_files(
         out, model_bytes, arena_bytes=arena, input_shape=data.input_shape,
@@ -806,16 +638,8 @@ def _export(
         phase_seconds={**{k_: round(v, 1) for k_, v in phases.items()},
                        "export": round(time.monotonic() - export_started, 1)},
     )
-    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    write_report(out, report.to_dict())
     return report
-
-
-def _int8_predict(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    from tinytnas_optuna._export import tflm_predict
-
-    if len(x) == 0:
-        return np.empty(0, np.int64)
-    return tflm_predict(model_bytes, x).argmax(axis=1)
 
 
 def _plain(value: Any) -> Any:

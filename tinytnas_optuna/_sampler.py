@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tinytnas_optuna import _greedy, _refine
 from tinytnas_optuna._recovery import claim, fail_dead_trials
 from tinytnas_optuna._space import C_RANGE, K_RANGE
+from tinytnas_optuna._study import SAMPLERS, stop_search
 from tinytnas_optuna._trial import (
     CANDIDATE,
     FINISHED,
@@ -400,6 +401,70 @@ class TinyTNASSampler(BaseSampler):
         others = [t for t in trials if t.number != trial.number] + [finished_trial]
         order, _, _ = self._frontier(others, None)
         if not order and self.refinement(others) is None:
-            from tinytnas_optuna._study import stop_search
-
             stop_search(study, "search exhausted")
+
+
+# -- samplers by the name a study records --------------------------------------------------------
+
+def sampler_name(sampler: BaseSampler) -> str:
+    """The name a sampler is recorded under (the CLI's ``--sampler`` names where there is one).
+
+    Args:
+        sampler: Any Optuna sampler.
+
+    Returns:
+        ``"tinytnas"``, ``"tinytnas-paper"``, ``"tpe"``, ``"random"``, ``"gp"``, ``"nsga2"``,
+        or the class name.
+
+    Examples:
+        >>> import optuna
+        >>> sampler_name(optuna.samplers.TPESampler())
+        'tpe'
+    """
+    if isinstance(sampler, TinyTNASSampler):
+        return "tinytnas" if sampler.refine else "tinytnas-paper"
+    names = {"TPESampler": "tpe", "RandomSampler": "random", "GPSampler": "gp",
+             "NSGAIISampler": "nsga2"}
+    return names.get(type(sampler).__name__, type(sampler).__name__)
+
+
+def make_sampler(name: str, *, seed: int | None = None,
+                 refine_trials: int | None = None) -> BaseSampler:
+    """The sampler of a recorded name (:func:`sampler_name` inverts it).
+
+    Args:
+        name: One of :data:`~tinytnas_optuna._study.SAMPLERS`.
+        seed: Its seed.
+        refine_trials: For ``"tinytnas"``: at most this many refinement trials.
+
+    Returns:
+        A new sampler.
+
+    Raises:
+        ValueError: An unknown name (a study made from Python with another sampler), or
+            ``"gp"`` without PyTorch.
+
+    Examples:
+        >>> type(make_sampler("tpe", seed=0)).__name__
+        'TPESampler'
+    """
+    import optuna
+
+    if name == "gp":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise ValueError("the gp sampler needs PyTorch, which is not installed "
+                             "(pip install torch)")
+        return optuna.samplers.GPSampler(seed=seed)
+    factories = {
+        "tinytnas": lambda: TinyTNASSampler(seed=seed, refine_trials=refine_trials),
+        "tinytnas-paper": lambda: TinyTNASSampler(seed=seed, refine=False),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+    }
+    if name not in factories:
+        raise ValueError(f"sampler {name!r} is not one the command line can build "
+                         f"({', '.join(SAMPLERS)}): run this study's workers from Python")
+    return factories[name]()

@@ -98,21 +98,28 @@ def parse_storage(url: str) -> StorageSpec:
     return StorageSpec(url, sqlite_path=path)
 
 
-def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
+def open_storage(spec: StorageSpec | str, *, existing: bool = False
+                 ) -> optuna.storages.BaseStorage:
     """Open (and for a new database, create) the storage.
 
     Args:
-        spec: The checked storage.
+        spec: The checked storage, or its URL (checked here).
+        existing: Refuse a database file that does not exist instead of creating it.
 
     Returns:
         The Optuna storage: a journal, SQLite without heartbeat, or a server database with a
         :data:`HEARTBEAT_SECONDS` heartbeat.
 
     Raises:
+        ValueError: A malformed URL, or (``existing``) no such database file.
         RuntimeError: The database cannot be opened.
     """
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
+
+    spec = parse_storage(spec) if isinstance(spec, str) else spec
+    if existing and not spec.exists():
+        raise ValueError(f"--storage {spec.url}: no such database file")
 
     if spec.journal_path is not None:
         from optuna.storages.journal import JournalFileBackend
@@ -155,11 +162,11 @@ def find_study(spec: StorageSpec, name: str) -> optuna.Study | None:
         return None
 
 
-def load_search_study(spec: StorageSpec, name: str) -> optuna.Study:
+def load_search_study(spec: StorageSpec | str, name: str) -> optuna.Study:
     """A study a search ran on (from Python or the shell); refuses anything else, writing nothing.
 
     Args:
-        spec: The checked storage.
+        spec: The checked storage, or its URL (checked here).
         name: Study name.
 
     Returns:
@@ -171,6 +178,7 @@ def load_search_study(spec: StorageSpec, name: str) -> optuna.Study:
     """
     import optuna
 
+    spec = parse_storage(spec) if isinstance(spec, str) else spec
     if not spec.exists():
         raise ValueError(f"--storage {spec.url}: no such database file")
     study = find_study(spec, name)

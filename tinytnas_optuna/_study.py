@@ -8,27 +8,43 @@ anything is trained; one that differs is refused with one line naming what diffe
 ``retrain_best`` and ``tinytnas show/retrain/worker`` read it back, for studies made from Python
 or from the shell alike.
 
-What may differ between runs and workers, and is not recorded: the time bound, a sampler's
-seed, ``refine_trials`` and other settings that do not change what a training means.
+Beside the spec, every run records a :class:`RunRecord` (the class names, the artifact folder,
+the time bound; ``tinytnas search`` adds where its data came from): what a worker, ``show``,
+``retrain``, the dashboard and the C header read. It may change from run to run (a resumed search
+has a new bound) and is never checked. What a user chooses for a search, and every default of it,
+is :class:`SearchSettings`.
+
+What may differ between runs and workers: the time bound, a sampler's seed, ``refine_trials``
+and other settings that do not change what a training means.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, fields
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tinytnas_optuna._budget import HardwareBudget
+from tinytnas_optuna._space import C_RANGE, K_RANGE
+from tinytnas_optuna._training import SEARCH_STEPS, VAL_FRACTION, Recipe
 
 if TYPE_CHECKING:
     import optuna
 
-    from tinytnas_optuna._training import Recipe
-
 #: Study user attr holding the package version that created the study.
 VERSION_ATTR = "tinytnas_version"
+#: The sampler names a spec records that :func:`~tinytnas_optuna._sampler.make_sampler`
+#: rebuilds (the CLI's ``--sampler`` choices).
+SAMPLERS = ("tinytnas", "tinytnas-paper", "random", "tpe", "gp", "nsga2")
+#: The defaults of a search, whichever door it comes through (the objective, the command line).
+DEFAULT_SEED = 0
+DEFAULT_METRIC = "accuracy"
+DEFAULT_SAMPLER = "tinytnas"
 
 
 class StudyMismatchError(BaseException):
@@ -68,30 +84,6 @@ def fingerprint(features: np.ndarray, labels: np.ndarray | None = None) -> str:
     return digest.hexdigest()
 
 
-def sampler_name(sampler: optuna.samplers.BaseSampler) -> str:
-    """The name a sampler is recorded under (the CLI's ``--sampler`` names where there is one).
-
-    Args:
-        sampler: Any Optuna sampler.
-
-    Returns:
-        ``"tinytnas"``, ``"tinytnas-paper"``, ``"tpe"``, ``"random"``, ``"gp"``, ``"nsga2"``,
-        or the class name.
-
-    Examples:
-        >>> import optuna
-        >>> sampler_name(optuna.samplers.TPESampler())
-        'tpe'
-    """
-    from tinytnas_optuna._sampler import TinyTNASSampler
-
-    if isinstance(sampler, TinyTNASSampler):
-        return "tinytnas" if sampler.refine else "tinytnas-paper"
-    names = {"TPESampler": "tpe", "RandomSampler": "random", "GPSampler": "gp",
-             "NSGAIISampler": "nsga2"}
-    return names.get(type(sampler).__name__, type(sampler).__name__)
-
-
 @dataclass(frozen=True)
 class SearchSpec:
     """What defines a search: two runs with equal specs train the same candidates the same way.
@@ -117,7 +109,7 @@ class SearchSpec:
         batch_size: Batch size override, or None.
         learning_rate: Peak learning rate override, or None.
         int8_io: Whether models are measured with int8 input/output.
-        sampler: :func:`sampler_name` of the study's sampler.
+        sampler: :func:`~tinytnas_optuna._sampler.sampler_name` of the study's sampler.
         recipe: The training recipe (:class:`~tinytnas_optuna._training.Recipe` as a dict) of
             the candidates and the final model; None for studies from before it was recorded
             (trained without one).
@@ -158,17 +150,14 @@ class SearchSpec:
         Returns:
             The :class:`SearchSpec` or None.
         """
-        from tinytnas_optuna._space import C_RANGE, K_RANGE
-        from tinytnas_optuna._training import VAL_FRACTION
-
         if "budget" not in attrs:
             return None
         defaults: dict[str, Any] = {
             "train_fingerprint": "", "val_fingerprint": None, "groups_fingerprint": None,
-            "input_shape": [], "label_map": [], "steps": None, "epochs": None, "seed": 0,
-            "metric": "accuracy", "val_fraction": VAL_FRACTION, "k_range": list(K_RANGE),
-            "c_range": list(C_RANGE), "batch_size": None, "learning_rate": None,
-            "int8_io": False, "sampler": "tinytnas", "recipe": None,
+            "input_shape": [], "label_map": [], "steps": None, "epochs": None,
+            "seed": DEFAULT_SEED, "metric": DEFAULT_METRIC, "val_fraction": VAL_FRACTION,
+            "k_range": list(K_RANGE), "c_range": list(C_RANGE), "batch_size": None,
+            "learning_rate": None, "int8_io": False, "sampler": DEFAULT_SAMPLER, "recipe": None,
         }
         return cls(**{f.name: attrs.get(f.name, defaults.get(f.name)) for f in fields(cls)})
 
@@ -180,9 +169,135 @@ class SearchSpec:
     @property
     def training_recipe(self) -> Recipe:
         """The recipe as a :class:`~tinytnas_optuna._training.Recipe` (none recorded: plain)."""
-        from tinytnas_optuna._training import Recipe
-
         return Recipe(**(self.recipe or {}))
+
+    @property
+    def settings(self) -> SearchSettings:
+        """What the user chose for this search (the rest came from its data)."""
+        return SearchSettings(
+            budget=self.hardware_budget, steps=self.steps, epochs=self.epochs, seed=self.seed,
+            metric=self.metric, val_fraction=self.val_fraction,
+            k_range=(int(self.k_range[0]), int(self.k_range[1])),
+            c_range=(int(self.c_range[0]), int(self.c_range[1])), batch_size=self.batch_size,
+            learning_rate=self.learning_rate, int8_io=self.int8_io, sampler=self.sampler,
+            recipe=self.training_recipe)
+
+    @property
+    def training(self) -> str:
+        """How long each candidate trains, e.g. ``"800 steps"`` or ``"5 epochs"``."""
+        return f"{self.epochs} epochs" if self.epochs else f"{self.steps or SEARCH_STEPS} steps"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What a user chooses for a search: its :class:`SearchSpec` less what its data decides.
+
+    The defaults here are the search's, whichever door it comes through:
+    :class:`~tinytnas_optuna.TinyTNASObjective` has the same ones, and ``tinytnas search``
+    fills what it is not given from the study it resumes, then from these
+    (:meth:`resolve`).
+
+    Attributes:
+        budget: The :class:`HardwareBudget`.
+        steps: Steps per candidate training (None: the search schedule's default).
+        epochs: Instead of ``steps``: passes over the data per candidate.
+        seed: The search's seed.
+        metric: ``"accuracy"`` or ``"balanced_accuracy"``.
+        val_fraction: Held-out share when there is no validation set.
+        k_range: Inclusive range of ``k``.
+        c_range: Inclusive range of ``c``.
+        batch_size: Batch size override, or None.
+        learning_rate: Peak learning rate override, or None.
+        int8_io: Measure models with int8 input/output.
+        sampler: A name of :data:`SAMPLERS`.
+        recipe: The training recipe (None: the objective's default).
+    """
+
+    budget: HardwareBudget
+    steps: int | None = None
+    epochs: int | None = None
+    seed: int = DEFAULT_SEED
+    metric: str = DEFAULT_METRIC
+    val_fraction: float = VAL_FRACTION
+    k_range: tuple[int, int] = K_RANGE
+    c_range: tuple[int, int] = C_RANGE
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    int8_io: bool = False
+    sampler: str = DEFAULT_SAMPLER
+    recipe: Recipe | None = None
+
+    @classmethod
+    def resolve(
+        cls, recorded: SearchSpec | None, *, ram: str | None = None, flash: str | None = None,
+        macs: str | None = None, latency: str | None = None, board: str | None = None,
+        steps: int | None = None, epochs: int | None = None, seed: int | None = None,
+        metric: str | None = None, sampler: str | None = None,
+        val_fraction: float | None = None,
+    ) -> SearchSettings:
+        """The settings given, else those the study recorded, else the defaults.
+
+        A budget figure given replaces the recorded budget's (a resumed search with another
+        budget is then refused by :func:`bind`); ``steps`` or ``epochs`` given replace both.
+        The messages name the command line's options (``tinytnas search`` resolves with it).
+
+        Args:
+            recorded: The resumed study's spec, or None for a new search.
+            ram: RAM budget as typed (``"20KB"``), or None.
+            flash: Flash budget, or None.
+            macs: MAC budget, or None.
+            latency: Latency budget (needs a board, given or recorded), or None.
+            board: A board preset: its RAM, flash and MACs unless given.
+            steps: Steps per candidate, or None.
+            epochs: Epochs per candidate, or None.
+            seed: The seed, or None.
+            metric: The metric, or None.
+            sampler: A sampler name, or None.
+            val_fraction: The held-out share, or None.
+
+        Returns:
+            The :class:`SearchSettings`.
+
+        Raises:
+            ValueError: A new search without a complete budget, a latency without a board, or
+                an unreadable figure (one line).
+
+        Examples:
+            >>> SearchSettings.resolve(None, ram="20KB", flash="64KB", macs="60K").budget.macs
+            60000
+            >>> SearchSettings.resolve(None, board="rp2350", seed=3).seed
+            3
+        """
+        base = recorded.settings if recorded is not None else None
+        given = {"ram": ram, "flash": flash, "macs": macs, "latency": latency, "board": board}
+        if base is None or any(v is not None for v in given.values()):
+            budget = _resolve_budget(given, {} if base is None else base.budget.to_dict())
+        else:
+            budget = base.budget
+        changes: dict[str, Any] = {
+            name: value for name, value in (("seed", seed), ("metric", metric),
+                                            ("sampler", sampler), ("val_fraction", val_fraction))
+            if value is not None}
+        if steps is not None or epochs is not None:  # the two together: one replaces both
+            changes.update(steps=steps, epochs=epochs)
+        return replace(base or cls(budget=budget), budget=budget, **changes)
+
+
+def _resolve_budget(given: dict[str, str | None], recorded: dict[str, Any]) -> HardwareBudget:
+    """The budget of the figures given (a board's preset first), over the recorded ones."""
+    if given["board"] is not None:
+        return HardwareBudget.for_board(given["board"], latency=given["latency"],
+                                        ram=given["ram"], flash=given["flash"],
+                                        macs=given["macs"])
+    if given["latency"] is not None and "board" not in recorded:
+        raise ValueError("--latency needs --board: its core and clock turn cycles into time "
+                         "(see `tinytnas boards`)")
+    values = {**recorded, **{name: v for name, v in given.items() if v is not None}}
+    missing = [f"--{name}" for name in ("ram", "flash", "macs") if name not in values]
+    if missing:
+        raise ValueError(f"a new search needs a budget: give {', '.join(missing)} (e.g. --ram "
+                         "20KB --flash 64KB --macs 60K) or --board (see `tinytnas boards`)")
+    return HardwareBudget(**values)
 
 
 def _describe(name: str, value: Any) -> str:
@@ -327,49 +442,122 @@ def stop_reason(study: optuna.Study) -> str | None:
     return study._storage.get_study_system_attrs(study._study_id).get(STOPPED_ATTR)
 
 
-#: Sampler names :func:`make_sampler` builds (the CLI's ``--sampler`` choices).
-SAMPLERS = ("tinytnas", "tinytnas-paper", "random", "tpe", "gp", "nsga2")
+# -- what a run records beside the spec -----------------------------------------------------------
 
 
-def make_sampler(name: str, *, seed: int | None = None,
-                 refine_trials: int | None = None) -> optuna.samplers.BaseSampler:
-    """The sampler of a recorded name (:func:`sampler_name` inverts it).
+@dataclass(frozen=True)
+class RunRecord:
+    """What the last run of a search recorded beside its :class:`SearchSpec`.
+
+    The objective records the class names, the artifact folder and the time bound, whichever
+    door the search came through; ``tinytnas search`` adds where its data came from. Stored flat
+    in the study's user attrs under these names.
+
+    Attributes:
+        class_names: Readable names of the classes in the order of the label map (the C
+            header, the reports), or None (the labels stand for themselves).
+        artifact_dir: Folder of the artifact store holding each trained model's ``.tflite``
+            and weights, or None when the search stored none.
+        timeout_seconds: The last run's time bound in seconds, or None (unbounded).
+        search_ends_at: When that bound ends (``time.time()``), or None.
+        reserve_final: Whether that run keeps time for the final model at the end of its
+            bound (its workers stop their search that much earlier).
+        dataset: The built-in dataset searched (``tinytnas search --dataset``), or None.
+        train_path: The training file searched (``tinytnas search --train``), or None.
+        val_path: Its validation file, or None.
+    """
+
+    class_names: list[str] | None = None
+    artifact_dir: str | None = None
+    timeout_seconds: float | None = None
+    search_ends_at: float | None = None
+    reserve_final: bool = True
+    dataset: str | None = None
+    train_path: str | None = None
+    val_path: str | None = None
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> RunRecord:
+        """What the study recorded (defaults for what it did not).
+
+        Args:
+            study: The study.
+
+        Returns:
+            The :class:`RunRecord`.
+        """
+        attrs = study.user_attrs
+        return cls(**{f.name: attrs[f.name] for f in fields(cls)
+                      if attrs.get(f.name) is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as its user attrs."""
+        return asdict(self)
+
+    def remaining(self) -> float | None:
+        """Seconds left of the recorded time bound (negative once it passed), or None."""
+        return None if self.search_ends_at is None else self.search_ends_at - time.time()
+
+    @property
+    def source(self) -> str:
+        """Where the data came from, in words: the dataset, the file, or Python."""
+        return self.dataset or self.train_path or "data given in Python"
+
+
+def record_run(study: optuna.Study, **values: Any) -> None:
+    """Record fields of the :class:`RunRecord` in the study (those given, as given).
 
     Args:
-        name: One of :data:`SAMPLERS`.
-        seed: Its seed.
-        refine_trials: For ``"tinytnas"``: at most this many refinement trials.
-
-    Returns:
-        A new sampler.
+        study: The study.
+        **values: Field names of :class:`RunRecord` and their values.
 
     Raises:
-        ValueError: An unknown name (a study made from Python with another sampler), or
-            ``"gp"`` without PyTorch.
+        TypeError: For a name that is not a field.
+    """
+    names = {f.name for f in fields(RunRecord)}
+    for name, value in values.items():
+        if name not in names:
+            raise TypeError(f"{name!r} is not a RunRecord field")
+        if study.user_attrs.get(name, ...) != value:
+            study.set_user_attr(name, value)
+
+
+def check_class_names(class_names: Sequence[str] | None, num_classes: int) -> list[str] | None:
+    """Class names as recorded: one readable name per class, as text.
+
+    Args:
+        class_names: Names in the order of the label map, or None.
+        num_classes: Classes of the data.
+
+    Returns:
+        The names as a list of str, or None.
+
+    Raises:
+        ValueError: When their number is not the number of classes.
 
     Examples:
-        >>> type(make_sampler("tpe", seed=0)).__name__
-        'TPESampler'
+        >>> check_class_names(("gun", "point"), 2)
+        ['gun', 'point']
+    """
+    if class_names is None:
+        return None
+    names = [str(name) for name in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} classes")
+    return names
+
+
+def set_metric_name(study: optuna.Study, metric: str) -> None:
+    """Name the objective value (optuna-dashboard and ``tinytnas show`` display it).
+
+    Args:
+        study: The study.
+        metric: The validation metric's name.
     """
     import optuna
 
-    from tinytnas_optuna._sampler import TinyTNASSampler
-
-    if name == "gp":
-        import importlib.util
-
-        if importlib.util.find_spec("torch") is None:
-            raise ValueError("the gp sampler needs PyTorch, which is not installed "
-                             "(pip install torch)")
-        return optuna.samplers.GPSampler(seed=seed)
-    factories = {
-        "tinytnas": lambda: TinyTNASSampler(seed=seed, refine_trials=refine_trials),
-        "tinytnas-paper": lambda: TinyTNASSampler(seed=seed, refine=False),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-    }
-    if name not in factories:
-        raise ValueError(f"sampler {name!r} is not one the command line can build "
-                         f"({', '.join(SAMPLERS)}): run this study's workers from Python")
-    return factories[name]()
+    if study.metric_names == [metric]:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric])

@@ -7,7 +7,9 @@ learning rate, so it ends converged whatever its length.
 
 - The search gives each candidate :data:`SEARCH_STEPS` steps (``search_schedule``).
 - The final model gets :data:`FINAL_EPOCHS` epochs, at least :data:`FINAL_MIN_STEPS` and at
-  most :data:`FINAL_MAX_STEPS` steps (``final_schedule``).
+  most :data:`FINAL_MAX_STEPS` steps (``final_schedule``), :data:`RESTARTS` times; how long that
+  takes, estimated from a search training's measured speed (``estimate_final_seconds``), is
+  what a search keeps of its time bound for it.
 - Without a validation set, a set of fewer than :data:`CV_BELOW` series is validated by
   :data:`CV_FOLDS`-fold stratified cross-validation (every series is validated once), data with
   groups (subjects) by :data:`CV_FOLDS` folds of whole groups, any other set by a stratified
@@ -617,3 +619,94 @@ def predict_labels(model: Any, x: np.ndarray, chunk: int = 2048) -> np.ndarray:
         [np.asarray(model(x[i:i + chunk], training=False)).argmax(axis=1)
          for i in range(0, len(x), chunk)]
     )
+
+
+# -- how long the final model takes (the search keeps that much of its bound for it) -----------
+
+# Seconds kept back from ``timeout`` for conversion, TFLM scoring and export: a fixed part, a
+# part per conversion (0.2-1 s measured here, calibration included) and a per-series TFLM cost
+# (measured ~0.3 ms per HAR window on this CPU; 1 ms is generous).
+_RESERVE_SECONDS = 2.0
+_CONVERSION_SECONDS = 1.5
+_TFLM_SECONDS_PER_SERIES = 1e-3
+#: Restarts of the final training.
+RESTARTS = 3
+# For the estimate of the final training's time: building and compiling the model (per
+# restart; measured 1.5-2 s on one core).
+_RESTART_SECONDS = 2.0
+
+
+def after_training_seconds(*, n_val: int, n_eval: int, n_train: int, restarts: int) -> float:
+    """Seconds :func:`~tinytnas_optuna.retrain_best` keeps back from its ``timeout`` for
+    conversion, TFLM scoring and export (its training is planned to end that long before the
+    bound): with a hold-out every restart is converted and scored, else the one that fits best.
+
+    Example:
+        >>> round(after_training_seconds(n_val=0, n_eval=1000, n_train=6258, restarts=3), 1)
+        10.8
+    """
+    conversions = restarts if n_val else 1
+    return (_RESERVE_SECONDS + _CONVERSION_SECONDS * conversions
+            + _TFLM_SECONDS_PER_SERIES * (n_val * restarts + n_eval + n_train))
+
+
+def estimate_final_seconds(
+    step_seconds: float, search_batch: int, *, n_train: int, n_val: int, n_eval: int,
+    eval_seconds: float = 0.0, restarts: int = RESTARTS,
+) -> float:
+    """Estimated wall time of :func:`~tinytnas_optuna.retrain_best` (default schedule), from a
+    search training: the final model's reserve at the end of a search's time bound.
+
+    The training part comes from the search's measured speed (:func:`restart_seconds`). The
+    rest is what ``retrain_best`` itself keeps back for conversion, TFLM scoring and export (its
+    training is planned to end that long before its bound), so that a bound of this many
+    seconds lets the final schedule run to its end: without that part, runs on ECG5000 had
+    their final schedule cut to a third.
+
+    Args:
+        step_seconds: Measured seconds per training step of the network in the search.
+        search_batch: The search's batch size.
+        n_train: Series the final model trains on.
+        n_val: Validation series of the final model (0 under cross-validation).
+        n_eval: Series the report scores.
+        eval_seconds: Measured seconds of one validation point (0 when ``n_val`` is 0).
+        restarts: Restarts of the final training.
+
+    Returns:
+        Seconds (an estimate).
+
+    Example:
+        >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_val=0, n_eval=1000))
+        105
+    """
+    schedule = final_schedule(n_train)
+    per_restart = restart_seconds(step_seconds, search_batch, schedule, eval_seconds)
+    return restarts * per_restart + after_training_seconds(
+        n_val=n_val, n_eval=n_eval, n_train=n_train, restarts=restarts)
+
+
+def restart_seconds(
+    step_seconds: float, search_batch: int, schedule: Schedule, eval_seconds: float = 0.0
+) -> float:
+    """Estimated seconds of one final training (one restart), from the search's speed.
+
+    A step's time grows with the batch less than in proportion (the per-step overhead of a
+    small network dominates), so the search's seconds per step are scaled by the square root
+    of the batch ratio; building and compiling the model adds about 2 s.
+
+    Args:
+        step_seconds: Measured seconds per training step of the network in the search.
+        search_batch: The search's batch size.
+        schedule: The final schedule.
+        eval_seconds: Measured seconds of one validation point (0: none).
+
+    Returns:
+        Seconds (an estimate).
+
+    Example:
+        >>> round(restart_seconds(0.004, 256, final_schedule(6258)), 1)
+        31.3
+    """
+    per_step = step_seconds * math.sqrt(schedule.batch_size / search_batch)
+    return (schedule.steps * per_step + schedule.evaluations * eval_seconds
+            + _RESTART_SECONDS)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tinytnas_optuna._hardware._types import MeasurementError
+from tinytnas_optuna._errors import MeasurementError
 from tinytnas_optuna._quiet import FD2_LOCK, capture_fd2, reemit, tail
 
 if TYPE_CHECKING:

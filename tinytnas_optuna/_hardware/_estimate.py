@@ -8,7 +8,7 @@ calibrated against measurements, which the figures are tested to stay within 5 %
 
 from __future__ import annotations
 
-from tinytnas_optuna._hardware._arena import AllocationRecord, ArenaReport, _align_up, ram_32bit
+from tinytnas_optuna._arena_report import AllocationRecord, ArenaReport, align_up, ram_32bit
 from tinytnas_optuna._hardware._types import HardwareProfile
 from tinytnas_optuna._space import KERNEL_SIZE, Architecture
 
@@ -49,7 +49,7 @@ def _pad16(size: int) -> int:
     Returns:
         The padding, 0 to 15.
     """
-    return _align_up(size) - size
+    return align_up(size) - size
 
 
 def _greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
@@ -125,8 +125,8 @@ def _estimate_head(arch: Architecture, int8_io: bool) -> int:
     operators = len(sizes) - 1
     # Input created at scope 0; operator j (1-based) creates its output at scope j, the next
     # operator reads it at j + 1; the graph output lives until the end.
-    buffers = [(_align_up(sizes[0]), 0, 1)]
-    buffers += [(_align_up(s), j, min(j + 1, operators)) for j, s in enumerate(sizes[1:], 1)]
+    buffers = [(align_up(sizes[0]), 0, 1)]
+    buffers += [(align_up(s), j, min(j + 1, operators)) for j, s in enumerate(sizes[1:], 1)]
     return _greedy_plan(buffers)
 
 
@@ -228,7 +228,7 @@ def estimate_profile(arch: Architecture, *, int8_io: bool = False) -> HardwarePr
         )
     head = _estimate_head(arch, int8_io)
     tail = sum(r.used for r in records) + unrecorded
-    planning = _align_up(tail + _CAL["planning"][int8_io] + 344 * n + 16 * (n % 2 == 0))
+    planning = align_up(tail + _CAL["planning"][int8_io] + 344 * n + 16 * (n % 2 == 0))
     report = ArenaReport(
         head + tail, head, tail, tuple(records), 1, "", min_arena=max(head + tail, planning)
     )

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from tinytnas_optuna._hardware._types import MeasurementError
+from tinytnas_optuna._errors import MeasurementError
 
 _MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
 @dataclass(frozen=True)
-class _Graph:
+class Graph:
     """What profiling needs from a flatbuffer.
 
     Attributes:
@@ -44,14 +44,14 @@ def _schema() -> ModuleType:
     return schema_py_generated
 
 
-def _read_graph(model_bytes: bytes) -> _Graph:
+def read_graph(model_bytes: bytes) -> Graph:
     """Parse a flatbuffer far enough to list its operators and count its MACs.
 
     Args:
         model_bytes: A ``.tflite`` flatbuffer.
 
     Returns:
-        Its :class:`_Graph`.
+        Its :class:`Graph`.
 
     Raises:
         MeasurementError: When the bytes are not a readable TFLite model.
@@ -85,7 +85,7 @@ def _read_graph(model_bytes: bytes) -> _Graph:
         # Reading the input tensors validates them.
         types = [first.Tensors(first.Inputs(i)).Type() for i in range(first.InputsLength())]
         int8_input = bool(types) and types[0] == fb.TensorType.INT8
-        return _Graph(tuple(operators), macs, model.SubgraphsLength(), int8_input)
+        return Graph(tuple(operators), macs, model.SubgraphsLength(), int8_input)
     except MeasurementError:
         raise
     except Exception as error:  # garbage bytes surface as struct/index errors
@@ -150,7 +150,7 @@ def count_macs(model_bytes: bytes) -> int:
         ...     print(error)
         not a TFLite flatbuffer (missing 'TFL3' identifier)
     """
-    return _read_graph(model_bytes).macs
+    return read_graph(model_bytes).macs
 
 
 def model_operators(model_bytes: bytes) -> tuple[str, ...]:
@@ -165,4 +165,36 @@ def model_operators(model_bytes: bytes) -> tuple[str, ...]:
     Raises:
         MeasurementError: When the bytes are not a readable TFLite model.
     """
-    return tuple(sorted(set(_read_graph(model_bytes).operators)))
+    return tuple(sorted(set(read_graph(model_bytes).operators)))
+
+
+def input_quantization(model_bytes: bytes) -> tuple[float, int]:
+    """Scale and zero point that turn a standardised float input into the model's int8 input.
+
+    For a float32-input model this is the model's own QUANTIZE step (done on the board by the
+    model); for an int8-input model the firmware applies it before ``Invoke()``.
+
+    Args:
+        model_bytes: The ``.tflite`` flatbuffer.
+
+    Returns:
+        ``(scale, zero_point)``.
+    """
+    fb = _schema()
+    graph = fb.Model.GetRootAsModel(bytes(model_bytes), 0).Subgraphs(0)
+    model = fb.Model.GetRootAsModel(bytes(model_bytes), 0)
+    source = graph.Inputs(0)
+
+    def params(index: int) -> tuple[float, int]:
+        q = graph.Tensors(index).Quantization()
+        return float(q.Scale(0)), int(q.ZeroPoint(0))
+
+    if graph.Tensors(source).Type() == fb.TensorType.INT8:
+        return params(source)
+    for o in range(graph.OperatorsLength()):  # the QUANTIZE that reads the float input
+        op = graph.Operators(o)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        opcode = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if opcode == fb.BuiltinOperator.QUANTIZE and op.Inputs(0) == source:
+            return params(op.Outputs(0))
+    raise ValueError("model has float input but no QUANTIZE op on it")

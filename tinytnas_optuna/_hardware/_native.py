@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from tinytnas_optuna._hardware._types import MeasurementError
+from tinytnas_optuna._errors import MeasurementError
 
 #: ``KIND:N``: the first child of KIND dies of SIGSEGV at its N-th request (for tests).
 FAILPOINT_ENV = "TINYTNAS_NATIVE_FAILPOINT"
@@ -246,19 +246,19 @@ def _echo(value: Any) -> Any:
 
 
 def _tflm_report(model_bytes: bytes) -> tuple[str, int]:
-    from tinytnas_optuna._hardware._arena import _report_in_process
+    from tinytnas_optuna._hardware._tflm import _report_in_process
 
     return _report_in_process(model_bytes)
 
 
 def _tflm_allocates(model_bytes: bytes, size: int) -> bool:
-    from tinytnas_optuna._hardware._arena import _allocates_in_process
+    from tinytnas_optuna._hardware._tflm import _allocates_in_process
 
     return _allocates_in_process(model_bytes, size)
 
 
 def _tflm_predict(model_bytes: bytes, features: Any) -> Any:
-    from tinytnas_optuna._export import _predict_in_process
+    from tinytnas_optuna._hardware._tflm import _predict_in_process
 
     return _predict_in_process(model_bytes, features)
 

@@ -1,7 +1,7 @@
 """The entry points: profile a Keras model or an architecture, measured or analytic.
 
 Measured: convert (:mod:`._convert`), read the graph (:mod:`._flatbuffer`), run TFLM
-(:mod:`._arena`). Analytic: :mod:`._estimate`. :func:`profile_model` and
+(:mod:`._tflm`). Analytic: :mod:`._estimate`. :func:`profile_model` and
 :func:`profile_architecture` go through the profile cache (:mod:`._cache`);
 :func:`convert_and_profile`, for the network that gets deployed, never does.
 """
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tinytnas_optuna._hardware._arena import tflm_arena
 from tinytnas_optuna._hardware._cache import PROFILE_CACHE
 from tinytnas_optuna._hardware._convert import _convert, _input_shape, _nonzero_biases
 from tinytnas_optuna._hardware._estimate import estimate_profile
-from tinytnas_optuna._hardware._flatbuffer import _read_graph
+from tinytnas_optuna._hardware._flatbuffer import read_graph
+from tinytnas_optuna._hardware._tflm import tflm_arena
 from tinytnas_optuna._hardware._types import HardwareProfile, MeasurementError
 from tinytnas_optuna._space import KERNEL_SIZE, Architecture, architecture
 
@@ -82,7 +83,7 @@ def _profile_bytes(model_bytes: bytes, int8_io: bool) -> HardwareProfile:
     Raises:
         MeasurementError: When TFLM fails or the derived arena is implausible.
     """
-    graph = _read_graph(model_bytes)
+    graph = read_graph(model_bytes)
     report = tflm_arena(model_bytes)
     ram = report.ram_32
     limit = report.total + report.shortfall
@@ -145,7 +146,7 @@ def _profile_on_target(
     """
     from tinytnas_optuna._target._qemu import measure_cycles, run_on_target
 
-    graph = _read_graph(model_bytes)  # refuse garbage before it reaches the target
+    graph = read_graph(model_bytes)  # refuse garbage before it reaches the target
     run = run_on_target(model_bytes, core=core)
     estimate = measure_cycles(model_bytes, core=core)[1] if cycles else None
     return HardwareProfile(
@@ -189,10 +190,40 @@ def profile_tflite(
     _check_method(method, target)
     if method == "analytic":
         raise ValueError("method 'analytic' needs an architecture, not .tflite bytes")
-    graph = _read_graph(model_bytes)
+    graph = read_graph(model_bytes)
     if method == "target":
         return _profile_on_target(model_bytes, target, cycles)
     return _profile_bytes(model_bytes, graph.int8_input)
+
+
+def profile_file(path: str | Path, *, target: str | None = None) -> HardwareProfile:
+    """The figures of a ``.tflite`` file: measured on this host, and on an emulated core.
+
+    Args:
+        path: The file.
+        target: Also run it on this emulated core (``"cortex-m4"``...; its smallest working
+            arena, instructions and cycles: :meth:`HardwareProfile.with_target`), or None.
+
+    Returns:
+        The :class:`HardwareProfile` (``method="measured"``).
+
+    Raises:
+        ValueError: A file that cannot be read or is not a TFLite model, or an unknown core.
+        MeasurementError: When a measurement fails.
+    """
+    try:
+        model_bytes = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    try:
+        read_graph(model_bytes)
+    except MeasurementError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    host = profile_tflite(model_bytes)
+    if target is None:
+        return host
+    return host.with_target(profile_tflite(model_bytes, method="target", target=target,
+                                           cycles=True))
 
 
 def convert_and_profile(
@@ -222,7 +253,8 @@ def convert_and_profile(
 
 
 def _check_method(method: str, target: str = DEFAULT_TARGET) -> None:
-    """Refuse a method other than those of :data:`METHODS`, or an unknown target core.
+    """Refuse a method other than those of :data:`METHODS`, or, for ``"target"``, an unknown
+    core (the other methods never read ``target``).
 
     Args:
         method: The method asked for.
@@ -231,11 +263,12 @@ def _check_method(method: str, target: str = DEFAULT_TARGET) -> None:
     Raises:
         ValueError: For an unknown method or target.
     """
-    from tinytnas_optuna._target._build import check_core
-
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    check_core(target)
+    if method == "target":
+        from tinytnas_optuna._target._build import check_core
+
+        check_core(target)
 
 
 def _measure_model(

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from tinytnas_optuna._errors import MeasurementError
 
-class MeasurementError(RuntimeError):
-    """Conversion to TFLite, running TFLM or reading its report failed; no figure exists."""
+__all__ = ["HardwareProfile", "MeasurementError"]
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,43 @@ class HardwareProfile:
         data = asdict(self)
         data["operators"] = list(self.operators)
         return data
+
+    def describe(self) -> str:
+        """The figures in words, one line each (``tinytnas profile``): flash and MACs, the
+        host-derived RAM, and the target's arena and cycles when it was run there."""
+        lines = [f"flash {self.flash:,} B, {self.macs:,} MACs",
+                 f"RAM, 32-bit derived from TFLM on this host: {self.ram:,} B"]
+        if self.target and self.ram_target is not None:
+            lines.append(f"RAM on {self.target} (smallest arena TFLM allocates with): "
+                         f"{self.ram_target:,} B (TFLM reports head {self.arena_head:,} + tail "
+                         f"{self.arena_tail:,})")
+        if self.target and self.cycles is not None:
+            lines.append(f"per inference on {self.target}: {self.instructions:,} "
+                         f"instructions, about {self.cycles:,} cycles (timing model, zero "
+                         "wait states)")
+        return "\n".join(lines)
+
+    def with_target(self, on_target: HardwareProfile) -> HardwareProfile:
+        """This host profile completed with a run of the same model on an emulated core.
+
+        Args:
+            on_target: The ``method="target"`` profile of the same model.
+
+        Returns:
+            This profile (``ram`` stays the host-derived figure) with the target's core, its
+            smallest working arena as ``ram_target``, TFLM's head and tail there, and its
+            instructions and cycles.
+
+        Examples:
+            >>> host = HardwareProfile(7296, 11800, 38509, "measured", "host.")
+            >>> core = HardwareProfile(6080, 11800, 38509, "target", "qemu.", target="cortex-m4",
+            ...                        cycles=150000)
+            >>> merged = host.with_target(core)
+            >>> merged.ram, merged.ram_target, merged.cycles, merged.target
+            (7296, 6080, 150000, 'cortex-m4')
+        """
+        return replace(
+            self, target=on_target.target, ram_target=on_target.ram,
+            arena_head=on_target.arena_head, arena_tail=on_target.arena_tail,
+            instructions=on_target.instructions, cycles=on_target.cycles,
+            source=f"{self.source} Latency and ram_target: {on_target.source}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -23,7 +24,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tinytnas_optuna._hardware._types import MeasurementError
+from tinytnas_optuna._errors import MeasurementError
 
 #: Cores the runner is built for, and their name in ``fw/Makefile`` (which holds the flags).
 CORES: dict[str, str] = {
@@ -149,17 +150,51 @@ def _missing_tools() -> list[str]:
     return [tool for tool in TOOLS if shutil.which(tool) is None]
 
 
+#: The Arm libraries a build needs: (name, compiler, language, a header of it, Debian package).
+LIBRARIES = (
+    ("Arm C library", "arm-none-eabi-gcc", "c", "stdio.h", "libnewlib-arm-none-eabi"),
+    ("Arm C++ library", "arm-none-eabi-g++", "c++", "algorithm",
+     "libstdc++-arm-none-eabi-newlib"),
+)
+# The flags of the Cortex-M4 build: a header that preprocesses with them is found by the build.
+_CPU_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+
+
+def header_error(compiler: str, language: str, header: str) -> str | None:
+    """Why a header of the Arm toolchain's libraries does not preprocess for a Cortex-M4.
+
+    Args:
+        compiler: ``"arm-none-eabi-gcc"`` or ``"arm-none-eabi-g++"`` (on ``PATH``).
+        language: ``"c"`` or ``"c++"``.
+        header: The header, e.g. ``"stdio.h"``.
+
+    Returns:
+        The compiler's line saying what failed, or None when the header was found.
+    """
+    try:
+        proc = subprocess.run([compiler, "-E", "-x", language, "-", *_CPU_FLAGS, "-o",
+                               os.devnull], input=f"#include <{header}>\n", capture_output=True,
+                              text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    if proc.returncode == 0:
+        return None
+    lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+    line = next((line for line in lines if "error" in line), lines[0] if lines else "failed")
+    return re.sub(r"^<stdin>:[\d:]*\s*", "", line)
+
+
 def _check_libraries() -> None:
     """Refuse to build without the Arm C and C++ libraries (a build would fail minutes in).
 
     Raises:
-        TargetUnavailable: Naming the missing library and the command that installs it.
+        TargetUnavailable: Naming the missing library and the package that holds it.
     """
-    from tinytnas_optuna._doctor import check_cxx_library, check_newlib
-
-    for check in (check_newlib(), check_cxx_library()):
-        if not check.ok:
-            raise TargetUnavailable(f"{check.name}: {check.detail} ({check.fix})")
+    for name, compiler, language, header, package in LIBRARIES:
+        error = header_error(compiler, language, header)
+        if error is not None:
+            raise TargetUnavailable(f"{name}: <{header}> not found by {compiler}: {error} "
+                                    f"(apt-get install {package}; see tinytnas doctor)")
 
 
 #: Firmware files the library depends on; the others (runner, start-up, linker scripts) only

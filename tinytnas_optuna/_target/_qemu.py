@@ -20,8 +20,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from tinytnas_optuna._hardware._arena import ArenaReport, parse_arena_report
-from tinytnas_optuna._hardware._types import MeasurementError
+from tinytnas_optuna._arena_report import ArenaReport, parse_arena_report
+from tinytnas_optuna._errors import MeasurementError
 from tinytnas_optuna._target._build import TargetUnavailable, build_runner, check_core
 from tinytnas_optuna._target._cycles import count_cycles
 

@@ -61,6 +61,27 @@ class DatasetInfo:
         """The number of classes."""
         return len(self.class_names)
 
+    def describe(self) -> str:
+        """The dataset in four lines (``tinytnas datasets``): what it is, its shape and
+        classes, its source, whether it is there."""
+        length, channels = self.input_shape
+        return (f"{self.name}: {self.description}\n    {self.n_train} train / {self.n_test} "
+                f"test samples of {length} x {channels} (length x channels), "
+                f"{self.num_classes} classes: {', '.join(self.class_names)}\n"
+                f"    source: {self.source}\n    {self.availability}")
+
+    @property
+    def availability(self) -> str:
+        """``"cached"`` (built before), ``"installed"`` (its package is), or ``"not installed:
+        <the command that installs it>"``."""
+        if cache_path(self.name).exists():
+            return "cached"
+        try:
+            installed = importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):
+            installed = False
+        return "installed" if installed else f"not installed: {INSTALL_HINT}"
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:

@@ -1,8 +1,9 @@
-"""Board presets: which emulated core stands for a board, its clock, its memories and the model's share.
+"""Board presets: the emulated core that stands for a board, its clock, memories, model's share.
 
-Latency on a board is the cycle estimate of :mod:`._cycles` divided by the board's clock: an
-estimate with zero wait states (code in flash with wait states, or caches, make a board slower).
-RAM and flash are the microcontroller's totals from its datasheet. What is left to the model
+Budget data beside :mod:`tinytnas_optuna._budget` (``HardwareBudget.for_board``). Latency on a
+board is the cycle estimate of :mod:`tinytnas_optuna._target._cycles` divided by the board's
+clock: an estimate with zero wait states (code in flash with wait states, or caches, make a
+board slower). RAM and flash are the microcontroller's totals from its datasheet. What is left to the model
 (``model_ram``, ``model_flash``) is our rule, not a measurement of any application: the TFLM
 runtime takes :data:`RUNTIME_FLASH` (measured) and :data:`RUNTIME_RAM` (an allowance), and half
 of the rest goes to the application (RTOS, radio stack, sensor buffers).
@@ -11,7 +12,8 @@ of the rest goes to the application (RTOS, radio stack, sensor buffers).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 #: Flash of the TFLM + CMSIS-NN runtime: ``arm-none-eabi-size`` of our Cortex-M4 runner
 #: (text + data 94,256 B, TinyTNAS operators only, newlib's printf included), rounded up.
@@ -77,6 +79,30 @@ class Board:
     def model_flash(self) -> int:
         """Bytes of flash left to the model's flatbuffer (:func:`model_share`)."""
         return model_share(self.flash, RUNTIME_FLASH)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The preset as plain values, with what a ``--board`` budget takes from it.
+
+        Returns:
+            Every attribute, ``model_ram``, ``model_flash``, and ``default_macs`` (the MAC
+            bound of :data:`DEFAULT_LATENCY_MS`).
+
+        Example:
+            >>> BOARDS["nano33ble"].to_dict()["default_macs"]
+            426666
+        """
+        return {**asdict(self), "model_ram": self.model_ram, "model_flash": self.model_flash,
+                "default_macs": self.macs_within(DEFAULT_LATENCY_MS)}
+
+    def describe(self) -> str:
+        """The preset in three lines: core, clock and memories; their source; the budget a
+        ``--board`` search takes from it (``tinytnas boards``)."""
+        return (f"{self.name:10} {self.core:10} {self.clock_hz / 1e6:5g} MHz  "
+                f"{self.ram // 1024:4} KB RAM  {self.flash // 1024:5} KB flash  "
+                f"{self.description}\n{'':10} source: {self.source}\n"
+                f"{'':10} --board budget: RAM {self.model_ram // 1024} KB, flash "
+                f"{self.model_flash // 1024} KB, {self.macs_within(DEFAULT_LATENCY_MS):,} MAC "
+                "(or what --latency allows)")
 
     def macs_within(self, latency_ms: float) -> int:
         """The most MACs that can meet ``latency_ms`` at :data:`CYCLES_PER_MAC_FLOOR`.
@@ -166,3 +192,18 @@ def check_board(name: str) -> Board:
         raise ValueError(f"unknown board {name!r}: one of {', '.join(BOARDS)} (see `tinytnas "
                          "boards`)")
     return BOARDS[name]
+
+
+def budget_rule() -> str:
+    """How a preset's budget is set, in words (``tinytnas boards`` prints it).
+
+    Returns:
+        One paragraph.
+    """
+    floors = ", ".join(f"{core} {value:g}" for core, value in CYCLES_PER_MAC_FLOOR.items())
+    return (f"What a board leaves to the model is our rule, not a measurement: the TFLM runtime "
+            f"takes {RUNTIME_FLASH // 1024} KB of flash (measured, arm-none-eabi-size) and "
+            f"{RUNTIME_RAM // 1024} KB of RAM (an allowance), the application half of the "
+            f"rest. MACs: the most that can meet --latency (default {DEFAULT_LATENCY_MS:g} ms) "
+            f"at {floors} cycles per MAC, fewer than any network of the family measured "
+            "(docs/figures.md).")

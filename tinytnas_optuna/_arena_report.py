@@ -1,18 +1,20 @@
-"""TFLM's tensor arena: run TFLM on a model, parse its report, derive the 32-bit figure.
+"""TFLM's arena report, the same text on this host and on an emulated Cortex-M core.
 
-TensorFlow Lite for Microcontrollers (``tflite-micro`` on PyPI, run in the measuring process of
-:mod:`._native`) prints its allocations to fd 2 on this 64-bit host; :func:`ram_32bit` turns that
-report into the arena of a 32-bit microcontroller (derivation in ``docs/figures.md``).
+``RecordingMicroAllocator::PrintAllocations`` prints the arena's total, head and tail and one
+line per kind of allocation. :func:`parse_arena_report` reads it into an :class:`ArenaReport`;
+:func:`ram_32bit` derives, from a report made on this 64-bit host, the arena of a 32-bit
+microcontroller (derivation in ``docs/figures.md``). Pure Python: the host's measurement
+(:mod:`tinytnas_optuna._hardware._tflm`) and the target's (:mod:`tinytnas_optuna._target`)
+both read it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from tinytnas_optuna._hardware._flatbuffer import _read_graph
-from tinytnas_optuna._hardware._types import MeasurementError
-from tinytnas_optuna._quiet import FD2_LOCK, capture_fd2, tail
+from tinytnas_optuna._errors import MeasurementError
+from tinytnas_optuna._quiet import tail
 
 #: TFLM aligns every planned (head) buffer and every persistent buffer to 16 bytes
 #: (``MicroArenaBufferAlignment()``); we round the 32-bit arena up to it as well.
@@ -115,7 +117,7 @@ class ArenaReport:
         return ram_32bit(self)
 
 
-def _align_up(value: int, alignment: int = ARENA_ALIGNMENT) -> int:
+def align_up(value: int, alignment: int = ARENA_ALIGNMENT) -> int:
     """Round up to a multiple of ``alignment``.
 
     Args:
@@ -126,146 +128,10 @@ def _align_up(value: int, alignment: int = ARENA_ALIGNMENT) -> int:
         The smallest multiple of ``alignment`` not below ``value``.
 
     Examples:
-        >>> _align_up(17), _align_up(32)
+        >>> align_up(17), align_up(32)
         (32, 32)
     """
     return -(-value // alignment) * alignment
-
-
-def tflm_arena(model_bytes: bytes) -> ArenaReport:
-    """Run TFLM on the model and read its arena report (``print_allocations``).
-
-    TFLM runs in the measuring process (:mod:`._native`): a crash there is a
-    :class:`MeasurementError` for this model, never a dead caller. The interpreter gets an arena
-    of 1 MiB or 10x the model; when TFLM reports memory missing, the arena is quadrupled (up to
-    256 MiB) before giving up. Then the smallest arena with which it allocates is searched
-    (:attr:`ArenaReport.min_arena`, :func:`_host_min_arena`). The bytes are checked to be a
-    readable TFLite flatbuffer first, so garbage never reaches TFLM's C++.
-
-    Args:
-        model_bytes: An int8 ``.tflite`` flatbuffer.
-
-    Returns:
-        The parsed :class:`ArenaReport` with ``min_arena``; ``report.ram_32`` is the derived
-        32-bit figure.
-
-    Raises:
-        MeasurementError: When TFLM fails, crashes, or its report cannot be parsed.
-    """
-    from tinytnas_optuna._hardware._native import TFLM
-
-    graph = _read_graph(model_bytes)  # refuse garbage before it reaches C++
-    data = bytes(model_bytes)
-    text, arena = TFLM.call("report", data, timeout=_CALL_SECONDS,
-                            what="reporting the arena of a model")
-    report = parse_arena_report(text, subgraphs=graph.subgraphs)
-    return replace(report, min_arena=_host_min_arena(data, report.total, arena))
-
-
-#: Seconds one TFLM call in the measuring process may take before it counts as hung.
-_CALL_SECONDS = 120.0
-
-
-def _report_in_process(data: bytes) -> tuple[str, int]:
-    """TFLM's allocation report, in this process (the measuring process runs it).
-
-    Args:
-        data: The model.
-
-    Returns:
-        ``(captured report text, arena size it was made with)``.
-
-    Raises:
-        MeasurementError: When TFLM fails with every arena up to 256 MiB, or for another reason.
-    """
-    from tflite_micro.python.tflite_micro import runtime
-
-    arena = max(1 << 20, 10 * len(data))
-    with FD2_LOCK:
-        while True:
-            text = ""
-            try:
-                with capture_fd2() as read:
-                    try:
-                        interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena)
-                        interpreter.print_allocations()
-                    finally:
-                        text = read()
-                return text, arena
-            except Exception as error:
-                # An arena too small for head or tail makes TFLM print "... Requested: R,
-                # available A, missing: M"; offer more before giving up. Other failures (e.g. an
-                # operator TFLM lacks) are final.
-                if "missing:" in text and arena < (1 << 28):
-                    arena *= 4
-                    continue
-                raise MeasurementError(
-                    f"TFLM failed: {type(error).__name__}: {error}\n{tail(text)}"
-                ) from error
-
-
-def _allocates_in_process(data: bytes, size: int) -> bool:
-    """Whether TFLM's ``AllocateTensors`` succeeds with an arena of ``size`` bytes, here.
-
-    Args:
-        data: The model.
-        size: Arena bytes.
-
-    Returns:
-        True when the interpreter could be made.
-    """
-    from tflite_micro.python.tflite_micro import runtime
-
-    with capture_fd2():
-        try:
-            runtime.Interpreter.from_bytes(data, arena_size=size)
-        except Exception:  # noqa: BLE001 - TFLM reports every allocation failure so
-            return False
-    return True
-
-
-def _host_min_arena(data: bytes, total: int, works: int) -> int:
-    """The smallest arena (16-byte steps above ``total``) with which TFLM allocates here.
-
-    TFLM's reported total is not always enough: while planning, it holds temporary data
-    (allocation info per tensor, planner scratch per buffer) on the head side, freed before it
-    reports, and with a small planned head that peak exceeds the total. Each size is tried in
-    the measuring process; a size at which TFLM crashes (it does not check every allocation:
-    seen only with arenas too small) counts as one that does not allocate, which can only
-    raise the figure, never lower it.
-
-    Args:
-        data: The model.
-        total: TFLM's reported arena total.
-        works: An arena size known to work.
-
-    Returns:
-        ``total`` when it works (one interpreter made), else the smallest multiple of 16
-        above it that works (bisection, about 10 interpreters).
-    """
-    from tinytnas_optuna._hardware._native import TFLM, NativeCrash
-
-    def allocates(size: int) -> bool:
-        try:
-            return bool(TFLM.call("allocates", data, size, timeout=_CALL_SECONDS,
-                                  what=f"allocating a {size} B arena"))
-        except NativeCrash:
-            return False
-
-    if allocates(total):
-        return total
-    low, high = total, works
-    if allocates(2 * total):
-        high = 2 * total
-    while high - low > ARENA_ALIGNMENT:
-        middle = _align_up((low + high) // 2)
-        if middle >= high:
-            break
-        if allocates(middle):
-            high = middle
-        else:
-            low = middle
-    return high
 
 
 def parse_arena_report(text: str, *, subgraphs: int = 1) -> ArenaReport:
@@ -363,5 +229,5 @@ def ram_32bit(report: ArenaReport) -> int:
         saved += record.count * (size64 - size32)
         allocations = report.subgraphs if kind in _ONE_ALLOCATION_PER_SUBGRAPH else record.count
         slack += (ARENA_ALIGNMENT - 1) * allocations
-    derived = _align_up(report.head + report.tail - saved + slack + report.shortfall)
+    derived = align_up(report.head + report.tail - saved + slack + report.shortfall)
     return min(derived, report.total + report.shortfall)
