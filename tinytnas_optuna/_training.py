@@ -631,9 +631,11 @@ _CONVERSION_SECONDS = 1.5
 _TFLM_SECONDS_PER_SERIES = 1e-3
 #: Restarts of the final training.
 RESTARTS = 3
-# For the estimate of the final training's time: building and compiling the model (per
-# restart; measured 1.5-2 s on one core).
-_RESTART_SECONDS = 2.0
+# For the estimate of the final training's time: building, compiling and tracing the model,
+# and scoring its fit (per restart). Measured: 2-2.6 s in a lone process; 4.4 s in `tinytnas
+# search` beside another CPU-bound process (CBF, 3,000 steps of (4,3) in 8.8 s, estimated 6.1 s
+# with 2 s here: the reserve held one restart of three).
+_RESTART_SECONDS = 3.0
 
 
 def after_training_seconds(*, n_val: int, n_eval: int, n_train: int, restarts: int) -> float:
@@ -677,11 +679,13 @@ def estimate_final_seconds(
 
     Example:
         >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_val=0, n_eval=1000))
-        105
+        116
     """
     schedule = final_schedule(n_train)
     per_restart = restart_seconds(step_seconds, search_batch, schedule, eval_seconds)
-    return restarts * per_restart + after_training_seconds(
+    # The search's own network is converted and checked first (the fallback).
+    fallback = _CONVERSION_SECONDS + _TFLM_SECONDS_PER_SERIES * (n_val or n_train)
+    return fallback + restarts * per_restart + after_training_seconds(
         n_val=n_val, n_eval=n_eval, n_train=n_train, restarts=restarts)
 
 
@@ -705,7 +709,7 @@ def restart_seconds(
 
     Example:
         >>> round(restart_seconds(0.004, 256, final_schedule(6258)), 1)
-        31.3
+        32.3
     """
     per_step = step_seconds * math.sqrt(schedule.batch_size / search_batch)
     return (schedule.steps * per_step + schedule.evaluations * eval_seconds
