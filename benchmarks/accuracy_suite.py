@@ -93,7 +93,8 @@ def resolve(names: str | None) -> dict[str, float]:
 
 def tinytnas_bin() -> Path:
     """The ``tinytnas`` script of the running Python's environment (the venv's)."""
-    for candidate in (Path(sys.executable).parent / "tinytnas", ROOT / ".venv" / "bin" / "tinytnas"):
+    for candidate in (Path(sys.executable).parent / "tinytnas",
+                      ROOT / ".venv" / "bin" / "tinytnas"):
         if candidate.exists():
             return candidate
     found = shutil.which("tinytnas")
@@ -551,7 +552,8 @@ def dry_run(chosen: dict[str, float], label: str, force: bool) -> None:
                  and cached.get("settings") == settings_for(bound) else "runs")
         pub = bakeoff.published(name)
         figs = ("no Bake-off figure" if pub is None
-                else f"Bake-off CNN {pub['CNN']:.2f} %, InceptionTime {pub['InceptionTime']:.2f} %")
+                else f"Bake-off CNN {pub['CNN']:.2f} %, "
+                     f"InceptionTime {pub['InceptionTime']:.2f} %")
         print(f"# {name}: {bound:g} s bound, {figs}; {state}")
         for cmd in commands(name, bound, paths).values():
             print("  " + shlex.join(cmd))

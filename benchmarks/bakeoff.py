@@ -83,7 +83,8 @@ def read_wheel(wheel: Path, classifier: str) -> dict[str, float]:
     for row in body:
         value = float(row[1])
         if not 0.0 <= value <= 1.0:
-            raise SystemExit(f"{member(classifier)}: {row[0]} resample 0 = {value}, not a fraction")
+            raise SystemExit(f"{member(classifier)}: {row[0]} resample 0 = {value}, "
+                             "not a fraction")
         figures[row[0]] = 100.0 * value
     return figures
 

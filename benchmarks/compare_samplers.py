@@ -390,7 +390,8 @@ def build_report(cfg: dict[str, Any], runs: dict[tuple[str, str, int], dict[str,
                    f"{first['validation']}; T = {bound_of(cfg, name):g} s."),
                   "",
                   ("| sampler | test int8 | test float | val | pick(s) (k,c) | trained | search "
-                   "ended (s) | final model (s) | total (s) | ended by itself | trials by phase |"),
+                   "ended (s) | final model (s) | total (s) | ended by itself "
+                   "| trials by phase |"),
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for sampler in samplers:
             per = [runs[(name, sampler, s)] for s in range(cfg["seeds"])
@@ -417,11 +418,13 @@ def build_report(cfg: dict[str, Any], runs: dict[tuple[str, str, int], dict[str,
             for st in stats:
                 for ph, p in st["phases"].items():
                     phases.setdefault(ph, []).append(p["trials"])
+            picks = " ".join(sorted({f"({k},{c})"
+                                     for k, c in (s["pick"] for s in stats if s["pick"])}))
             lines.append(
                 f"| {SAMPLER_NAMES[sampler]} | {_span([s['test_int8'] for s in stats])} "
                 f"| {_span([s['test_float'] for s in stats])} "
                 f"| {_span([s['val'] for s in stats])} "
-                f"| {' '.join(sorted({f'({k},{c})' for k, c in (s['pick'] for s in stats if s['pick'])})) or '-'} "
+                f"| {picks or '-'} "
                 f"| {_span([s['trained'] for s in stats], lambda v: f'{v:g}')} "
                 f"| {_span([s['search_seconds'] for s in stats], lambda v: f'{v:.0f}')} "
                 f"| {_span([s['final_seconds'] for s in stats], lambda v: f'{v:.0f}')} "

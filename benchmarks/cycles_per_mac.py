@@ -75,7 +75,8 @@ def report(rows: list[dict]) -> str:
         cells = []
         for core in CORES:
             per_mac = [r[core] / r["macs"] for r in group]
-            cells.append(f"{min(per_mac):.1f}-{max(per_mac):.1f} ({statistics.median(per_mac):.1f})")
+            cells.append(f"{min(per_mac):.1f}-{max(per_mac):.1f} "
+                         f"({statistics.median(per_mac):.1f})")
         lines.append(f"| {lo / 1e3:g}K-{hi / 1e3:g}K | {len(group)} | " + " | ".join(cells) + " |")
     lines += ["", "Fewest cycles per MAC (the floor `CYCLES_PER_MAC_FLOOR` stays below):", ""]
     for core in CORES:
@@ -87,7 +88,8 @@ def report(rows: list[dict]) -> str:
               + ", ".join(f"{core} {v:,}" for core, v in smallest.items()) + ".", "",
               ("Networks of 40K-65K MACs on the Arduino Nano 33 BLE (64 MHz Cortex-M4; the paper "
                "reports 31 ms for its 53.1K-MAC UCI-HAR model):"), "",
-              "| data | k | c | MACs | cycles | ms on nano33ble |", "|---|---:|---:|---:|---:|---:|"]
+              "| data | k | c | MACs | cycles | ms on nano33ble |",
+              "|---|---:|---:|---:|---:|---:|"]
     nano = BOARDS["nano33ble"]
     for r in sorted((r for r in rows if 40e3 <= r["macs"] <= 65e3), key=lambda r: r["macs"]):
         lines.append(f"| {r['data']} | {r['k']} | {r['c']} | {r['macs']:,} | "

@@ -31,7 +31,8 @@ from tinytnas_optuna._budget import HardwareBudget
 from tinytnas_optuna._objective import TinyTNASObjective
 from tinytnas_optuna._sampler import TinyTNASSampler
 
-LENGTH = 128  # input length: no two (k, c) build the same network (the cell loop never stops early)
+# Input length: no two (k, c) build the same network (the cell loop never stops early).
+LENGTH = 128
 BUDGET = HardwareBudget(ram="20KB", flash="64KB", macs="60K")
 
 

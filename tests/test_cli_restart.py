@@ -1,4 +1,5 @@
-"""`tinytnas search` killed with SIGKILL mid-training and run again: it continues, redoing nothing."""
+"""`tinytnas search` killed with SIGKILL mid-training and run again: it continues, redoing
+nothing."""
 
 from __future__ import annotations
 

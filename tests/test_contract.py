@@ -75,7 +75,8 @@ def trials_of(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def trainings(trials: list[FrozenTrial]) -> list[tuple[tuple[int, int], int]]:
-    """``(candidate, level)`` of every synthetic training that ran to completion, in trial order."""
+    """``(candidate, level)`` of every synthetic training that ran to completion, in trial
+    order."""
     return [(candidate(t), level(t)) for t in trials
             if t.state == TrialState.COMPLETE and "trained_by" in t.user_attrs]
 
@@ -355,7 +356,8 @@ class TinyTNASSamplerTestCase:
         self.assert_search_complete(trials, study.sampler, feasible_of, evaluations,
                                     exact=n_jobs == 1)
         if n_jobs > 1:  # the threads did run trials at the same time
-            assert any(b.datetime_start < a.datetime_complete for a, b in itertools.pairwise(trials))
+            assert any(b.datetime_start < a.datetime_complete
+                       for a, b in itertools.pairwise(trials))
         # The answer: the best mean over what was trained; the paper's greedy alone on one
         # worker: the specification's best. (Paper's greedy on two workers:
         # TestPaperGreedy.test_answer_with_speculation_is_the_one_worker_answer.)

@@ -85,7 +85,8 @@ def landscape(seed: int, *, quantum: float = 0.05, mac_budget: int = 60_000, len
         for _ in range(c):
             widths.append(int(widths[-1] * 1.5))
         macs = length * widths[0] * 6 + sum(
-            (length >> i) * w_in * w_out for i, (w_in, w_out) in enumerate(itertools.pairwise(widths))
+            (length >> i) * w_in * w_out
+            for i, (w_in, w_out) in enumerate(itertools.pairwise(widths))
         )
         return macs <= mac_budget
 

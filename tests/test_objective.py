@@ -122,7 +122,8 @@ def test_group_split_keeps_subjects_apart():
     assert data.validation == "3-fold" and len(data.y_train) == len(har.y_train)
     subjects = [set(har.groups_train[data.folds == f]) for f in range(3)]
     assert all(len(s) >= 6 for s in subjects)
-    assert not (subjects[0] & subjects[1] or subjects[0] & subjects[2] or subjects[1] & subjects[2])
+    assert not (subjects[0] & subjects[1] or subjects[0] & subjects[2]
+                or subjects[1] & subjects[2])
     # Standardisation: train features have zero mean, unit variance per channel.
     np.testing.assert_allclose(objective.data.x_train.mean(axis=(0, 1)), 0, atol=5e-3)
     np.testing.assert_allclose(objective.data.x_train.std(axis=(0, 1)), 1, atol=1e-3)

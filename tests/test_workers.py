@@ -242,7 +242,7 @@ def test_restart_after_kill_on_sqlite(tmp_path, unique_study_name):
     assert trials[before[-1].number].state == TrialState.FAIL
 
 
-# -- recover_stale_trials on each kind of storage ---------------------------------------------------
+# -- recover_stale_trials on each kind of storage ----------------------------------------------
 
 
 def _running_trial(study: optuna.Study) -> int:
@@ -326,7 +326,8 @@ def test_soak_three_workers_greedy_then_refinement_postgresql(postgres_url, uniq
     assert len(revisits) <= n_workers - 1
     assert all("reused_from" in t.user_attrs for t in revisits)
     # The work was shared.
-    trained_by = Counter(t.user_attrs["trained_by"] for t in trials if "trained_by" in t.user_attrs)
+    trained_by = Counter(t.user_attrs["trained_by"] for t in trials
+                         if "trained_by" in t.user_attrs)
     assert len(trained_by) == n_workers, trained_by
 
 

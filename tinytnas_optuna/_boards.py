@@ -3,10 +3,10 @@
 Budget data beside :mod:`tinytnas_optuna._budget` (``HardwareBudget.for_board``). Latency on a
 board is the cycle estimate of :mod:`tinytnas_optuna._target._cycles` divided by the board's
 clock: an estimate with zero wait states (code in flash with wait states, or caches, make a
-board slower). RAM and flash are the microcontroller's totals from its datasheet. What is left to the model
-(``model_ram``, ``model_flash``) is our rule, not a measurement of any application: the TFLM
-runtime takes :data:`RUNTIME_FLASH` (measured) and :data:`RUNTIME_RAM` (an allowance), and half
-of the rest goes to the application (RTOS, radio stack, sensor buffers).
+board slower). RAM and flash are the microcontroller's totals from its datasheet. What is left
+to the model (``model_ram``, ``model_flash``) is our rule, not a measurement of any application:
+the TFLM runtime takes :data:`RUNTIME_FLASH` (measured) and :data:`RUNTIME_RAM` (an allowance),
+and half of the rest goes to the application (RTOS, radio stack, sensor buffers).
 """
 
 from __future__ import annotations

@@ -46,9 +46,10 @@ _POLL_SECONDS = 0.1
 def usable_cores(sample_seconds: float = 0.3) -> int:
     """Cores this process may run on (its CPU affinity) that are not busy already, at least 1.
 
-    Busy is what the other processes use now: the share of non-idle, non-niced time of each allowed core
-    over ``sample_seconds`` (Linux's ``/proc/stat``), summed and rounded. On an idle 2-core
-    machine 2; with one other CPU-bound process, 1 (two trainings would only share one core).
+    Busy is what the other processes use now: the share of non-idle, non-niced time of each
+    allowed core over ``sample_seconds`` (Linux's ``/proc/stat``), summed and rounded. On an
+    idle 2-core machine 2; with one other CPU-bound process, 1 (two trainings would only share
+    one core).
     The 1-minute load average, used before, still counted a search that had just ended and
     gave the next one a single process on an idle machine; it remains the fallback where
     ``/proc/stat`` is missing.

@@ -75,8 +75,10 @@ class SearchSummary:
         """One line saying why the search has no answer (no feasible trained candidate), or None.
 
         Example:
-            >>> SearchSummary("accuracy", None, 0, [], False).no_answer
-            'the search ended before any candidate finished training: give it more time or more trials'
+            >>> print(SearchSummary("accuracy", None, 0, [], False).no_answer)
+            ... # doctest: +NORMALIZE_WHITESPACE
+            the search ended before any candidate finished training:
+            give it more time or more trials
         """
         if self.best is not None:
             return None
@@ -126,7 +128,8 @@ class SearchSummary:
         )
         if self.phases:
             lines.append("Time by phase: " + "; ".join(
-                f"{name} {p['trials']:.0f} trials ({p['trained']:.0f} trained) {p['seconds']:.0f} s"
+                f"{name} {p['trials']:.0f} trials ({p['trained']:.0f} trained) "
+                f"{p['seconds']:.0f} s"
                 for name, p in self.phases.items()))
         if self.final:
             f = self.final

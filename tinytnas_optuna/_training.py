@@ -219,7 +219,8 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, metric: str, num_classes: int)
     """
     if metric == "accuracy":
         return float(np.mean(y_true == y_pred))
-    recalls = [np.mean(y_pred[y_true == k] == k) for k in range(num_classes) if np.any(y_true == k)]
+    recalls = [np.mean(y_pred[y_true == k] == k) for k in range(num_classes)
+               if np.any(y_true == k)]
     return float(np.mean(recalls))
 
 
@@ -372,8 +373,9 @@ class Recipe:
 
     Attributes:
         batch_norm: Train with a ``BatchNormalization`` after each separable convolution,
-            folded into the convolution afterwards (:func:`~tinytnas_optuna._space.family_weights`):
-            the deployed network is the family's own.
+            folded into the convolution afterwards
+            (:func:`~tinytnas_optuna._space.family_weights`): the deployed network is the
+            family's own.
         jitter: Standard deviation of Gaussian noise added to each (standardised) training
             series at every step (0: none).
         scaling: Standard deviation of a per-series, per-channel factor around 1 that multiplies

@@ -240,8 +240,8 @@ def estimate_profile(arch: Architecture, *, int8_io: bool = False) -> HardwarePr
         source=(
             "RAM: TFLM greedy memory plan replayed on the tensor sizes plus a persistent-tail "
             "and planning-peak model calibrated on tflite-micro 0.dev20261023182759, converted "
-            "to 32-bit as measurements are; flash: size model calibrated on TF 2.21 int8 flatbuffers with "
-            "names stripped; MACs: exact per-layer count from the architecture."
+            "to 32-bit as measurements are; flash: size model calibrated on TF 2.21 int8 "
+            "flatbuffers with names stripped; MACs: exact per-layer count from the architecture."
         ),
         ram_host=None,
         operators=_expected_operators(arch, int8_io),

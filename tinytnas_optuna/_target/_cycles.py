@@ -14,8 +14,9 @@ Manual (``docs/figures.md``, from the issue-13 prototype, where unicorn gave the
 
 The Cortex-M33 is given the same model (3-stage single-issue pipeline too). The Cortex-M7 figure
 is one cycle per instruction plus max(1, N/2) per load/store multiple (1 for LDRD/STRD) and the
-divides: it ignores dual issue (fewer cycles) and cache stalls (more); a rough figure. No flash wait states (QEMU's
-memory has none): on a board running from flash with wait states, latency is higher.
+divides: it ignores dual issue (fewer cycles) and cache stalls (more); a rough figure. No flash
+wait states (QEMU's memory has none): on a board running from flash with wait states, latency is
+higher.
 """
 
 from __future__ import annotations
