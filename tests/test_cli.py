@@ -433,6 +433,7 @@ def test_retrain_builtin_reports_on_official_test_split(
     assert "int8 in TFLite Micro" in out
 
 
+@pytest.mark.full
 def test_own_data_search_and_retrain_with_test_file(
     tmp_path: Path, own_data: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

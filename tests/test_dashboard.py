@@ -72,6 +72,7 @@ def get_json(url: str) -> dict:
         return json.load(response)
 
 
+@pytest.mark.full
 def test_rest_api_lists_trials_with_figures_notes_plots_and_artifacts(
     dashboard: str, study_url: str
 ) -> None:
@@ -140,6 +141,7 @@ def test_browser_shows_trials_with_figures_and_artifact(
     assert "against hardware figures" in page.inner_text("body")
 
 
+@pytest.mark.full
 def test_every_search_of_the_storage_serves_its_artifacts(dashboard: str) -> None:
     # Two searches recorded two artifact folders; the dashboard serves both, with each metric.
     studies = get_json(f"{dashboard}/api/studies")["study_summaries"]

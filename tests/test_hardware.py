@@ -262,6 +262,7 @@ def _sample(seed: int, count: int) -> list:
     ]
 
 
+@pytest.mark.full
 def test_analytic_vs_measured_error_table():
     """Seeded random sample (not the calibration seeds): RAM and flash within 5 %, MACs exact."""
     cases = [(arch, False) for arch in _sample(20260101, 56)]

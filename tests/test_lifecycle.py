@@ -70,9 +70,9 @@ STORAGES = {
 }
 
 
-# The SQLite run is the default tier's one real kill-and-resume; the journal file is a variant.
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.full) if k == "journal" else k
-                                  for k in sorted(STORAGES)])
+# Full tier: the default tier's real kill -9 and rerun is tests/test_parallel.py's (two processes).
+@pytest.mark.full
+@pytest.mark.parametrize("kind", sorted(STORAGES))
 def test_readme_example_killed_mid_training_and_run_again_unchanged(kind, tmp_path):
     expression, open_storage = STORAGES[kind](tmp_path)
     script = example_script(tmp_path, expression)
@@ -206,6 +206,7 @@ def test_other_data_or_budget_on_the_same_study_fails_with_one_line(tmp_path):
                            "with training data"), run.stderr[-2000:]
 
 
+@pytest.mark.full  # the default tier has tests/test_python_study.py
 def test_show_retrain_and_worker_on_a_study_made_from_python(tmp_path, capsys):
     import tinytnas_optuna as tt
     from tinytnas_optuna.cli import main

@@ -148,6 +148,7 @@ def test_time_bound_holds_and_cut_training_keeps_completed_epochs(motions):
             assert t.value == max(t.intermediate_values.values())
 
 
+@pytest.mark.full
 def test_same_seed_same_trial_sequence(motions):
     def run():
         objective = tt.TinyTNASObjective(
@@ -162,6 +163,7 @@ def test_same_seed_same_trial_sequence(motions):
     assert any(value is not None for *_, value in first)
 
 
+@pytest.mark.full
 def test_other_samplers_get_figures_and_constraints(motions):
     objective = tt.TinyTNASObjective(
         (motions.x_train, motions.y_train), val=(motions.x_test, motions.y_test),

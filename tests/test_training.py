@@ -112,6 +112,7 @@ def test_shuffled_labels_give_the_chance_warning_and_exit_3(gunpoint, tmp_path, 
     assert shown["chance_rate"] == pytest.approx(np.bincount(y).max() / len(y))
 
 
+@pytest.mark.full  # the default tier: test_final_model.py's one-command bound
 def test_retrain_holds_its_time_bound_and_reports_the_int8_check(tmp_path, capsys):
     # ECG5000's 500 series: a hold-out, so the int8 model is checked on validation.
     code, url = search(tmp_path, "--dataset", "ecg5000", "--steps", "200", "--trials", "2")

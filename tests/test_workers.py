@@ -368,6 +368,7 @@ def test_two_workers_refine_without_training_anything_twice(unique_study_name, t
     assert_refinement_sound(spec, unique_study_name, seed, refine)
 
 
+@pytest.mark.full
 def test_restart_after_kill_mid_refinement_on_sqlite(tmp_path, unique_study_name):
     """kill -9 during a refinement training; a new process recovers it and finishes the
     refinement without retraining anything completed."""
