@@ -46,9 +46,9 @@ class _InProcess:
     baseline of :func:`bench_isolation`: the same code without the process boundary)."""
 
     def __init__(self, kind: str) -> None:
-        from tinytnas_optuna._hardware._native import _HANDLERS
+        from tinytnas_optuna._hardware._native import _HANDLERS, handler
 
-        self.handlers = _HANDLERS[kind]
+        self.handlers = {method: handler(kind, method) for method in _HANDLERS[kind]}
 
     def call(self, method: str, *args: object, timeout: float, what: str = "") -> object:
         return self.handlers[method](*args)

@@ -245,35 +245,32 @@ def _echo(value: Any) -> Any:
     return value
 
 
-def _tflm_report(model_bytes: bytes) -> tuple[str, int]:
-    from tinytnas_optuna._hardware._tflm import _report_in_process
-
-    return _report_in_process(model_bytes)
-
-
-def _tflm_allocates(model_bytes: bytes, size: int) -> bool:
-    from tinytnas_optuna._hardware._tflm import _allocates_in_process
-
-    return _allocates_in_process(model_bytes, size)
-
-
-def _tflm_predict(model_bytes: bytes, features: Any) -> Any:
-    from tinytnas_optuna._hardware._tflm import _predict_in_process
-
-    return _predict_in_process(model_bytes, features)
-
-
-def _convert(*args: Any) -> tuple[bytes, str]:
-    from tinytnas_optuna._hardware._convert import _convert_in_child
-
-    return _convert_in_child(*args)
-
-
+# What each kind of child runs, by dotted name: the child imports the module when it starts
+# serving (TFLM's and the converter's own modules call this one to reach their child, so this
+# module names them instead of importing them).
 _HANDLERS = {
-    "tflm": {"echo": _echo, "report": _tflm_report, "allocates": _tflm_allocates,
-             "predict": _tflm_predict},
-    "convert": {"echo": _echo, "convert": _convert},
+    "tflm": {"echo": f"{__name__}:_echo",
+             "report": "tinytnas_optuna._hardware._tflm:_report_in_process",
+             "allocates": "tinytnas_optuna._hardware._tflm:_allocates_in_process",
+             "predict": "tinytnas_optuna._hardware._tflm:_predict_in_process"},
+    "convert": {"echo": f"{__name__}:_echo",
+                "convert": "tinytnas_optuna._hardware._convert:_convert_in_child"},
 }
+
+
+def handler(kind: str, method: str) -> Any:
+    """The function a child of ``kind`` runs for ``method``.
+
+    Examples:
+        >>> handler("tflm", "echo")(7)
+        7
+    """
+    import importlib
+
+    module, name = _HANDLERS[kind][method].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 _KINDS = tuple(_HANDLERS)
 _LABELS = {"tflm": "TFLM (measuring process)", "convert": "TF converter (converting process)"}
 
@@ -292,7 +289,7 @@ def _serve(kind: str) -> None:
     # Handlers redirect fd 2 to capture TFLM's report; a crash's traceback goes to the log.
     crash_log = os.fdopen(os.dup(2), "w")
     faulthandler.enable(file=crash_log)
-    handlers = _HANDLERS[kind]
+    handlers = {method: handler(kind, method) for method in _HANDLERS[kind]}
     if kind == "convert":
         from tinytnas_optuna._quiet import import_keras_quietly
 
