@@ -116,8 +116,9 @@ class TinyTNASObjective:
     from Python as on one made by ``tinytnas search``.
 
     .. note::
-        Each epoch is reported, so the study's pruner applies. ``optuna.create_study`` defaults to
-        ``MedianPruner``; pass ``pruner=optuna.pruners.NopPruner()`` for full trainings.
+        Each validation point is reported, so the study's pruner applies.
+        ``optuna.create_study`` defaults to ``MedianPruner``; pass
+        ``pruner=optuna.pruners.NopPruner()`` for full trainings.
 
     Args:
         train: ``(features, labels)``; features ``(N, L, C)`` or ``(N, L)``.
@@ -214,7 +215,7 @@ class TinyTNASObjective:
                         "val_fraction": val_fraction}
         self.budget = budget
         if budget.latency_ms is not None:
-            # Found in the cache, or built now (once per machine, about 3 min): a missing
+            # Found in the cache, or built now (once per machine, about 2 min per core): a missing
             # toolchain is refused before any trial, not at the first candidate that fits.
             from tinytnas_optuna._target._build import build_runner
 

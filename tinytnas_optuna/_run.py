@@ -284,7 +284,7 @@ def open_search(
         raise ValueError(f"--out {out}: exists and is not a folder")
     if chosen.budget.latency_ms is not None and notify is not None:
         notify(f"Latency budget: candidates that fit are measured on the emulated core of "
-               f"{chosen.budget.board} (TFLM + CMSIS-NN, built once per machine: about 3 min)")
+               f"{chosen.budget.board} (TFLM + CMSIS-NN, built once per machine: about 2 min)")
     try:
         objective = TinyTNASObjective.from_settings(
             chosen, data.train, val=data.val, groups=data.groups, timeout=timeout,
