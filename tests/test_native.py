@@ -101,14 +101,13 @@ def test_a_converter_crash_is_an_error_and_the_next_conversion_works(
 def test_a_search_goes_on_past_a_crashed_measurement(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The converting child dies of SIGSEGV at its third conversion (a candidate's figures, its
-    # trained model's artifact, the next candidate's figures): that candidate fails with the
-    # crash recorded, and the search goes on.
-    # One process and no cached figures, so that the third conversion is the second figures.
+    # The converting child dies of SIGSEGV at its first conversion (the first candidate's
+    # figures): that candidate fails with the crash recorded, and the search goes on to train
+    # others. One process and no cached figures, so that the first conversion is those figures.
     clear_profile_cache()
     converter = NativeProcess("convert")
     monkeypatch.setattr(_native, "CONVERTER", converter)
-    monkeypatch.setenv(FAILPOINT_ENV, "convert:3")
+    monkeypatch.setenv(FAILPOINT_ENV, "convert:1")
     url = f"sqlite:///{tmp_path / 'c.db'}"
     try:
         code = main(["search", "--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB",
@@ -124,6 +123,6 @@ def test_a_search_goes_on_past_a_crashed_measurement(
     assert converter.crashes == 1 and failed, "no measurement crashed"
     assert all("SIGSEGV" in t.user_attrs["error"] for t in failed)
     trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(trained) >= 2 and max(t.number for t in trained) > min(t.number for t in failed)
+    assert trained and max(t.number for t in trained) > min(t.number for t in failed)
     report = json.loads((tmp_path / "m" / "report.json").read_text())
     assert report["above_chance"] and report["int8_accuracy"] > 0.75

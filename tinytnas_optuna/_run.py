@@ -154,8 +154,13 @@ def optimize(
                 objective.networks.add(network)
             dead = [p.returncode for p in pool.processes if p.poll() not in (None, 0)]
             if dead:
+                # Their trials are failed now, not left RUNNING for the next run to find.
+                from tinytnas_optuna._recovery import fail_dead_trials
+
+                fail_dead_trials(study)
                 warnings.append(f"{len(dead)} worker process(es) ended early (exit "
-                                f"{', '.join(map(str, dead))}): their trials are redone")
+                                f"{', '.join(map(str, dead))}): their trials are marked FAIL and "
+                                "are redone by the next run")
     except KeyboardInterrupt:
         aborted = True
         objective.close_pool()
