@@ -85,3 +85,25 @@ def postgres_url() -> Iterator[str]:
 def unique_study_name(request: pytest.FixtureRequest) -> str:
     """A study name no other test (or earlier run) uses."""
     return f"{request.node.name[:60]}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def gunpoint_search() -> tuple:
+    """Three trained candidates on gunpoint (300 steps: they learn), in one process, in memory.
+
+    Returns:
+        The dataset, the objective and the study; tests read them and do not change them.
+    """
+    import optuna
+
+    import tinytnas_optuna as tt
+    from tinytnas_optuna.datasets import load_dataset
+
+    ds = load_dataset("gunpoint")
+    objective = tt.TinyTNASObjective(
+        (ds.x_train, ds.y_train), budget=tt.HardwareBudget(ram="20KB", flash="64KB", macs="60K"),
+        seed=0, steps=300)
+    study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler(seed=0),
+                                pruner=optuna.pruners.NopPruner())
+    study.optimize(objective, n_trials=3)
+    return ds, objective, study

@@ -349,6 +349,7 @@ def test_show_text_json_csv_and_plots(
     assert trial_count(url, "gp") == n
 
 
+@pytest.mark.full  # the default tier: test_final_model.py's one-command bound, test_refine.py
 def test_search_refines_then_writes_the_final_model_within_the_bound(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

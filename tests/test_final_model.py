@@ -59,18 +59,6 @@ def test_the_better_of_final_training_and_search_network_is_exported(
     assert why in reason
 
 
-@pytest.fixture(scope="module")
-def gunpoint_search() -> tuple:
-    """Three trained candidates on gunpoint (300 steps: they learn), in one process."""
-    ds = load_dataset("gunpoint")
-    objective = tt.TinyTNASObjective((ds.x_train, ds.y_train), budget=BUDGET, seed=0,
-                                     steps=300)
-    study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler(seed=0),
-                                pruner=optuna.pruners.NopPruner())
-    study.optimize(objective, n_trials=3)
-    return ds, objective, study
-
-
 def test_the_search_network_is_exported_when_the_final_training_cannot_run(
     gunpoint_search: tuple, tmp_path: Path
 ) -> None:

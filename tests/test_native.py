@@ -8,7 +8,6 @@ killed by SIGSEGV at a chosen request (``TINYTNAS_NATIVE_FAILPOINT``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -111,9 +110,8 @@ def test_a_search_goes_on_past_a_crashed_measurement(
     url = f"sqlite:///{tmp_path / 'c.db'}"
     try:
         code = main(["search", "--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB",
-                     "--macs", "60K", "--steps", "300", "--timeout", "60s", "--storage", url,
-                     "--study", "c", "--progress", "none", "--out", str(tmp_path / "m"),
-                     "--jobs", "1"])
+                     "--macs", "60K", "--steps", "300", "--trials", "2", "--storage", url,
+                     "--study", "c", "--progress", "none", "--no-model", "--jobs", "1"])
     finally:
         converter.close()
     err = capsys.readouterr().err
@@ -124,5 +122,4 @@ def test_a_search_goes_on_past_a_crashed_measurement(
     assert all("SIGSEGV" in t.user_attrs["error"] for t in failed)
     trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert trained and max(t.number for t in trained) > min(t.number for t in failed)
-    report = json.loads((tmp_path / "m" / "report.json").read_text())
-    assert report["above_chance"] and report["int8_accuracy"] > 0.75
+    assert max(t.value for t in trained) > 0.7  # gunpoint's majority rate is 0.52

@@ -4,8 +4,8 @@ The same search on GunPoint twice in one storage: once through the command line,
 the README's Python path (``TinyTNASObjective`` with ``class_names`` and a ``.tflite`` uploader,
 ``tinytnas_optuna.optimize``). Each records the same things, so ``tinytnas show --json`` has the
 same fields, ``tinytnas retrain`` writes the same class names into the C files, the dashboard
-finds every trained model, and a worker knows the search's time bound. Two trainings per
-search (300 steps) and short final models keep this to a couple of minutes.
+finds every trained model, and a worker knows the search's time bound. One training per
+search (300 steps) and short final models keep this to about a minute.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tinytnas_optuna.cli import main
 from tinytnas_optuna.datasets import load_dataset
 
 BUDGET = {"ram": "20KB", "flash": "64KB", "macs": "60K"}
-BOUND = 300.0  # seconds: the searches' time bound (they end after two trials, well before it)
+BOUND = 300.0  # seconds: the searches' time bound (they end after one trial, well before it)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def searches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     folder = tmp_path_factory.mktemp("twins")
     url = f"sqlite:///{folder / 'twins.db'}"
     code = main(["search", "--dataset", "gunpoint", *(f"--{k}={v}" for k, v in BUDGET.items()),
-                 "--steps", "300", "--timeout", f"{BOUND:g}s", "--trials", "2", "--storage",
+                 "--steps", "300", "--timeout", f"{BOUND:g}s", "--trials", "1", "--storage",
                  url, "--study", "cli", "--progress", "none", "--no-model", "--jobs", "1"])
     assert code == 0
 
@@ -48,7 +48,7 @@ def searches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     study = optuna.create_study(storage=url, study_name="py", direction="maximize",
                                 sampler=tt.TinyTNASSampler(seed=0),
                                 pruner=optuna.pruners.NopPruner())
-    run = tt.optimize(study, objective, jobs=1, n_trials=2)
+    run = tt.optimize(study, objective, jobs=1, n_trials=1)
     assert run.summary.best is not None and not run.interrupted
 
     files = {}
@@ -121,7 +121,7 @@ def test_retrain_writes_the_same_class_names(searches, capsys):
         # The class names are the subject: a short final model (or the search's own network
         # when it does not fit the bound) is enough; exit 3 would only say it is weak.
         code = main(["retrain", "--storage", url, "--study", name, "--out", str(out),
-                     "--steps", "300", "--timeout", "30s", "--test", str(files["test"]), *data])
+                     "--steps", "100", "--timeout", "30s", "--test", str(files["test"]), *data])
         assert code in (0, 3), capsys.readouterr().err
         source = (out / "tinytnas_model.cc").read_text()
         names[name] = re.search(r"_class_names\[.*\] = \{(.*)\};", source).group(1)

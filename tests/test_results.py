@@ -16,18 +16,8 @@ from tinytnas_optuna.datasets import load_dataset
 BUDGET = tt.HardwareBudget(ram="20KB", flash="64KB", macs="60K")
 
 
-@pytest.fixture(scope="module")
-def gunpoint_study():
-    data = load_dataset("gunpoint")
-    objective = tt.TinyTNASObjective((data.x_train, data.y_train), budget=BUDGET, epochs=2,
-                                     seed=0)
-    study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler())
-    study.optimize(objective, n_trials=4)
-    return data, objective, study
-
-
-def test_retrain_best_reports_tflm_int8_accuracy_and_exports(gunpoint_study, tmp_path):
-    data, objective, study = gunpoint_study
+def test_retrain_best_reports_tflm_int8_accuracy_and_exports(gunpoint_search, tmp_path):
+    data, objective, study = gunpoint_search
     best = tt.summarize(study).best
     report = tt.retrain_best(study, (data.x_train, data.y_train),
                              test=(data.x_test, data.y_test), epochs=5, out_dir=tmp_path,
@@ -55,8 +45,8 @@ def test_retrain_best_reports_tflm_int8_accuracy_and_exports(gunpoint_study, tmp
     assert "int8 in TFLite Micro" in str(report)
 
 
-def test_summary_lists_everything(gunpoint_study):
-    _, _, study = gunpoint_study
+def test_summary_lists_everything(gunpoint_search):
+    _, _, study = gunpoint_search
     summary = tt.summarize(study)
     # Each list holds the trials whose own records say so (not a partition by construction).
     trials = study.get_trials(deepcopy=False)

@@ -1,4 +1,4 @@
-"""Shapes nobody picked: 100 seeded architectures over series lengths 16..2,000, 1..9 channels
+"""Shapes nobody picked: 60 seeded architectures over series lengths 16..2,000, 1..9 channels
 and 2..60 classes are measured (not trained) without a crash of this process, every figure a
 number, and the host-derived RAM never below what TFLM + CMSIS-NN needs on an emulated
 Cortex-M4.
@@ -15,7 +15,7 @@ from test_target import _require_target
 from tinytnas_optuna import architecture, estimate_profile, profile_architecture
 from tinytnas_optuna._hardware._native import TFLM
 
-COUNT = 100
+COUNT = 60
 
 
 def _shapes(seed: int = 20261206, count: int = COUNT) -> list:
