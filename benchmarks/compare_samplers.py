@@ -9,7 +9,7 @@ The figure that matters is the int8 model's accuracy on the official test split,
 Runs:
 
     python benchmarks/compare_samplers.py                 # the full run (see FULL; ~65 min)
-    python benchmarks/compare_samplers.py --quick         # smoke run (~2 min), to a temp dir
+    python benchmarks/compare_samplers.py --quick         # smoke run (~1.5 min), to a temp dir
 
 GP and NSGA-II can be added with ``--samplers`` (GP needs PyTorch).
 
@@ -57,7 +57,7 @@ FULL = {"datasets": ["ecg5000", "ucr:Ham", "ucr:ElectricDevices"], "seeds": 3,
         "time_bound": {"ecg5000": 150.0, "ucr:Ham": 150.0, "ucr:ElectricDevices": 300.0},
         "samplers": ["tinytnas", "tinytnas-paper", "tpe", "random"], "steps": None,
         "parallel": 2}
-QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 45.0,
+QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 30.0,
          "samplers": ["tinytnas", "tinytnas-paper", "tpe", "random"], "steps": 100,
          "parallel": 2}
 

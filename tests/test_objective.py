@@ -155,7 +155,7 @@ def test_same_seed_same_trial_sequence(motions):
             (motions.x_train, motions.y_train), budget=PAPER_BUDGET, epochs=2, seed=3,
         )
         study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler(seed=3))
-        study.optimize(objective, n_trials=6)
+        study.optimize(objective, n_trials=4)
         return [(t.params["k"], t.params["c"], t.state, t.value) for t in study.trials]
 
     first, second = run(), run()

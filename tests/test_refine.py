@@ -155,3 +155,34 @@ def test_the_summary_picks_the_best_mean_over_a_candidates_trainings():
     assert (best.k, best.c, best.trial, best.runs) == (16, 1, 1, 2)
     assert best.value == pytest.approx(0.92)
     assert best_candidate(records[:1]).runs == 1 and best_candidate(records[5:6]) is None
+
+
+def test_a_worker_reranks_rather_than_waits_when_the_greedy_needs_only_busy_candidates():
+    # k in 4..5, c = 3: the greedy trains (4, 3), then needs only (5, 3). With (5, 3) in
+    # training elsewhere, a second worker has nothing of the greedy's to train: it re-ranks
+    # the best so far (a training the refinement runs anyway) instead of waiting.
+    def meta(trial):
+        return (tuple(trial.system_attrs["tinytnas:candidate"]),
+                trial.system_attrs[LEVEL_ATTR], trial.system_attrs[PHASE_ATTR])
+
+    study = optuna.create_study(direction="maximize",
+                                sampler=TinyTNASSampler(k_range=(4, 5), c_range=(3, 3)))
+    first = study.ask()
+    assert meta(study._storage.get_trial(first._trial_id)) == ((4, 3), 0, "greedy")
+    first.suggest_int("k", 4, 5, log=True)
+    first.suggest_int("c", 3, 3)
+    first.set_user_attr("feasible", True)
+    study.tell(first, 0.8)
+    busy = study.ask()
+    assert meta(study._storage.get_trial(busy._trial_id)) == ((5, 3), 0, "greedy")
+    meanwhile = study.ask()
+    assert meta(study._storage.get_trial(meanwhile._trial_id)) == ((4, 3), 1, "rerank")
+    # The greedy's path is its own: with (5, 3) told, its replay reads level 0 only.
+    for trial in (busy, meanwhile):
+        trial.suggest_int("k", 4, 5, log=True)
+        trial.suggest_int("c", 3, 3)
+        trial.set_user_attr("feasible", True)
+    study.tell(meanwhile, 0.99)
+    study.tell(busy, 0.7)
+    replay = study.sampler.replay(study)
+    assert replay.finished and replay.best == (4, 3) and replay.best_accuracy == 0.8

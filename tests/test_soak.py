@@ -1,4 +1,5 @@
-"""Soak: 100 real trials (GunPoint, 1 epoch, RandomSampler) over 3 processes on PostgreSQL."""
+"""Soak: 100 real trials (GunPoint, 1 epoch on a hold-out, RandomSampler) over 3 processes on
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import sys, optuna, tinytnas_optuna as tt
 from tinytnas_optuna.datasets import load_dataset
 url, name, seed, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 data = load_dataset("gunpoint")
-objective = tt.TinyTNASObjective((data.x_train, data.y_train), budget=tt.HardwareBudget(
-    ram="20KB", flash="64KB", macs="60K"), epochs=1, seed=0)
+# A hold-out (one training per trial, not one per fold): the soak is about many trials.
+objective = tt.TinyTNASObjective((data.x_train, data.y_train), val=(data.x_test, data.y_test),
+                                 budget=tt.HardwareBudget(ram="20KB", flash="64KB", macs="60K"),
+                                 epochs=1, seed=0)
 storage = optuna.storages.RDBStorage(url, heartbeat_interval=5, grace_period=30)
 study = optuna.load_study(study_name=name, storage=storage,
                           sampler=optuna.samplers.RandomSampler(seed=seed),

@@ -76,8 +76,10 @@ class TinyTNASSampler(BaseSampler):
       ask-and-tell keeps working). A time bound usually ends the refinement first.
     - With several workers, a worker whose next candidate is being trained elsewhere takes a
       candidate the search will need under one of that training's possible outcomes
-      (speculation). The answer is the one-worker search's: its replay reads only the results the
-      one-worker search would read; speculative candidates are extra evaluations.
+      (speculation); when there is none, it re-ranks one of the best candidates so far rather
+      than wait (with ``refine``). The answer is the one-worker search's: its replay reads only
+      the results the one-worker search would read; speculative candidates are extra
+      evaluations.
 
     Args:
         seed: Seed of the independent sampler used for parameters other than ``k`` and ``c``.
@@ -331,9 +333,15 @@ class TinyTNASSampler(BaseSampler):
         pick = None if order else self.refinement(trials, exclude=trial.number)
         if order:
             free = [cand for cand in order if cand not in running]
-            # All candidates the search could need are in training elsewhere: take the first;
-            # the objective waits for that result instead of training it twice.
-            cand = free[0] if free else order[0]
+            early = None if free else self._rerank_meanwhile(trials, trial.number)
+            if free:
+                cand = free[0]
+            elif early is not None:
+                cand, level, phase = early
+            else:
+                # All candidates the search could need are in training elsewhere: take the
+                # first; the objective waits for that result instead of training it twice.
+                cand = order[0]
         elif pick is not None:
             cand, level, phase = pick
         else:
@@ -346,6 +354,18 @@ class TinyTNASSampler(BaseSampler):
         study._storage.set_trial_system_attr(trial._trial_id, LEVEL, level)
         study._storage.set_trial_system_attr(trial._trial_id, SAMPLER_PHASE, phase)
         study._storage.set_trial_system_attr(trial._trial_id, CANDIDATE, list(cand))
+
+    def _rerank_meanwhile(self, trials: Sequence[FrozenTrial],
+                          exclude: int) -> _refine.Pick | None:
+        """A re-ranking to train while every candidate the greedy needs is trained elsewhere.
+
+        Rather than wait for another worker's result, a worker re-ranks one of the best
+        candidates so far (a level >= 1 training it would run after the greedy anyway). The
+        greedy reads only level-0 results, so its path is unchanged. Exploration (level 0) is
+        not started early: its "cannot win" bar is the refinement's, not the greedy's.
+        """
+        pick = self.refinement(trials, exclude=exclude)
+        return pick if pick is not None and pick.phase == "rerank" else None
 
     def _wait_for_earlier_claims(self, study: Study, number: int) -> None:
         # Trials are assigned in trial-number order: a trial picks only once every earlier running
