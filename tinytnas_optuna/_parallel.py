@@ -148,7 +148,14 @@ def single_thread_tensorflow() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # TensorFlow already ran an operation here: its pools are fixed
-        pass
+        # Measured (benchmarks/results/parallel.md): such a process shares the cores with its
+        # workers and a two-process search trains little more than one.
+        from optuna.logging import get_logger
+
+        get_logger(__name__).warning(
+            "TensorFlow already ran in this process, so it keeps its thread pools and shares "
+            "the cores with the search's workers: start a parallel search in a fresh process "
+            "for its full speed")
 
 
 class WorkerPool:
