@@ -33,7 +33,8 @@ def run(recipe: str, k: int, c: int, data, epochs: int, seed: int) -> list[tuple
     import keras
 
     from tinytnas_optuna._space import build_model
-    from tinytnas_optuna._training import score, search_schedule, train
+    from tinytnas_optuna._training import search_schedule, train
+    from tinytnas_optuna._validation import score
 
     keras.utils.set_random_seed(seed)
     model = build_model(k, c, data.input_shape, data.num_classes)
@@ -81,7 +82,8 @@ def main() -> None:
     archs = ARCHS[:1] if args.quick else ARCHS
     epochs, seeds = (2, 1) if args.quick else (args.epochs, args.seeds)
 
-    from tinytnas_optuna._training import prepare_data, search_schedule
+    from tinytnas_optuna._training import search_schedule
+    from tinytnas_optuna._validation import prepare_data
     from tinytnas_optuna.datasets import load_dataset
 
     har = load_dataset("har")

@@ -11,6 +11,11 @@ Runs:
     python benchmarks/compare_samplers.py                 # the full run (see FULL; ~65 min)
     python benchmarks/compare_samplers.py --quick         # smoke run (~1.5 min), to a temp dir
 
+The exhaustive reference (``--exhaustive DATASET ...``; in the full run ECG5000 and Ham) trains
+every candidate of the family that fits the budget once at the search's fidelity, without a time
+bound: the family's best value, so that each sampler's pick has a regret (points of validation
+value below the best) and a rank among all the feasible networks.
+
 GP and NSGA-II can be added with ``--samplers`` (GP needs PyTorch).
 
 Each run is cached as JSON under ``--work-dir`` (default ``<out>/runs-<label>``): an interrupted
@@ -56,10 +61,12 @@ OBJECTIVE_SEED = 0
 FULL = {"datasets": ["ecg5000", "ucr:Ham", "ucr:ElectricDevices"], "seeds": 3,
         "time_bound": {"ecg5000": 150.0, "ucr:Ham": 150.0, "ucr:ElectricDevices": 300.0},
         "samplers": ["tinytnas", "tinytnas-paper", "tpe", "random"], "steps": None,
-        "parallel": 2}
+        "parallel": 2, "exhaustive": ["ecg5000", "ucr:Ham"]}
 QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 30.0,
          "samplers": ["tinytnas", "tinytnas-paper", "tpe", "random"], "steps": 100,
-         "parallel": 2}
+         "parallel": 2, "exhaustive": []}
+#: The exhaustive reference's runs, keyed like the samplers' (one seed: it samples nothing).
+EXHAUSTIVE = "exhaustive"
 
 
 # ------------------------------------------------------------------------------------------
@@ -131,6 +138,55 @@ def ended_before_bound(study: Any) -> bool:
     from tinytnas_optuna._trial import INTERRUPTED
 
     return not any(t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False))
+
+
+def feasible_by_macs(budget: Any, input_shape: tuple[int, ...], num_classes: int) -> list[Any]:
+    """Every ``(k, c)`` of the family whose MACs (exact, analytic) are within the budget; the
+    objective then measures RAM and flash and prunes what does not fit, untrained."""
+    from tinytnas_optuna._hardware._estimate import estimate_profile
+    from tinytnas_optuna._space import C_RANGE, K_RANGE, architecture
+
+    out = []
+    for c in range(C_RANGE[0], C_RANGE[1] + 1):
+        for k in range(K_RANGE[0], K_RANGE[1] + 1):  # MACs grow with k: stop at the first over
+            if estimate_profile(architecture(k, c, input_shape, num_classes)).macs > budget.macs:
+                break
+            out.append((k, c))
+    return out
+
+
+def job_exhaustive(spec: dict[str, Any]) -> None:
+    """Train every feasible candidate once at the search's fidelity (no time bound, no model)."""
+    import logging
+
+    import optuna
+
+    from tinytnas_optuna import HardwareBudget, TinyTNASObjective
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    ds = load(spec["dataset"])
+    budget = HardwareBudget(**BUDGET)
+    start = time.monotonic()
+    objective = TinyTNASObjective((ds.x_train, ds.y_train), groups=ds.groups_train, budget=budget,
+                                  steps=spec["steps"], seed=OBJECTIVE_SEED)
+    path = Path(spec["storage"])
+    if path.exists():
+        path.unlink()
+    study = optuna.create_study(direction="maximize", storage=f"sqlite:///{path}",
+                                pruner=optuna.pruners.NopPruner(),
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    data = objective.data
+    todo = feasible_by_macs(budget, data.input_shape, data.num_classes)
+    for k, c in todo:
+        study.enqueue_trial({"k": k, "c": c})
+    t0 = datetime.datetime.now()
+    study.optimize(objective, n_trials=len(todo))
+    out = {"dataset": spec["dataset"], "sampler": EXHAUSTIVE, "seed": 0,
+           "settings": spec["settings"], "search_seconds": round(time.monotonic() - start, 2),
+           "train_samples": len(ds.y_train), "validation": data.validation,
+           "fidelity": objective.fidelity(0), "trials": trial_records(study, t0)}
+    Path(spec["out"]).write_text(json.dumps(out, indent=1))
 
 
 def job_run(spec: dict[str, Any]) -> None:
@@ -233,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, help="sampler seeds 0..N-1")
     parser.add_argument("--time-bound", type=float, help="seconds per run, final model included")
     parser.add_argument("--steps", type=int, help="steps per candidate (default: the library's)")
+    parser.add_argument("--exhaustive", nargs="*", metavar="DATASET",
+                        help="datasets of the exhaustive reference (every feasible candidate "
+                             "trained once; default: ecg5000 ucr:Ham in the full run)")
     parser.add_argument("--parallel", type=int,
                         help="runs at a time, each pinned to one core (default 2; 1: one run at "
                              "a time on all cores)")
@@ -244,11 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.job:
-        job_run(json.loads(args.job))
+        spec = json.loads(args.job)
+        (job_exhaustive if spec["sampler"] == EXHAUSTIVE else job_run)(spec)
         return 0
 
     cfg = dict(QUICK if args.quick else FULL)
-    for key in ("datasets", "samplers", "seeds", "time_bound", "steps", "parallel"):
+    for key in ("datasets", "samplers", "seeds", "time_bound", "steps", "parallel", "exhaustive"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     label = args.label or ("quick" if args.quick else "full")
@@ -268,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:7.1f} s] {msg}", flush=True)
 
     specs = []
+    for name in cfg["exhaustive"]:  # first: the longest runs, and the report needs them
+        base = work / f"{slug(name)}_{EXHAUSTIVE}"
+        specs.append({"dataset": name, "sampler": EXHAUSTIVE, "seed": 0, "steps": cfg["steps"],
+                      "time_bound": None, "settings": settings,
+                      "storage": str(base.with_suffix(".db")),
+                      "out": str(base.with_suffix(".json")), "log": str(base.with_suffix(".log"))})
     for seed in range(cfg["seeds"]):
         for name in cfg["datasets"]:
             for sampler in cfg["samplers"]:
@@ -286,8 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     def execute(spec: dict[str, Any]) -> None:
         core = free.pop() if parallel > 1 else None
         try:
-            say(f"{spec['dataset']} {spec['sampler']} seed {spec['seed']}: "
-                f"{spec['time_bound']:g} s" + (f" on core {core}" if core is not None else ""))
+            bound = "no bound" if spec["time_bound"] is None else f"{spec['time_bound']:g} s"
+            say(f"{spec['dataset']} {spec['sampler']} seed {spec['seed']}: {bound}"
+                + (f" on core {core}" if core is not None else ""))
             secs = run_job(spec, Path(spec["log"]), core)
             data = json.loads(Path(spec["out"]).read_text())
             data["job_seconds"] = round(secs, 1)
@@ -385,14 +452,15 @@ def build_report(cfg: dict[str, Any], runs: dict[tuple[str, str, int], dict[str,
     for name in cfg["datasets"]:
         per_sampler: dict[str, list[dict[str, Any]]] = {}
         first = next(r for (n, _, _), r in runs.items() if n == name)
+        reference = Reference.of(runs.get((name, EXHAUSTIVE, 0)))
         lines += [f"## {name}", "",
                   (f"{first['train_samples']} training series, validation "
                    f"{first['validation']}; T = {bound_of(cfg, name):g} s."),
-                  "",
-                  ("| sampler | test int8 | test float | val | pick(s) (k,c) | trained | search "
-                   "ended (s) | final model (s) | total (s) | ended by itself "
+                  "", *reference.describe(),
+                  ("| sampler | test int8 | test float | val | pick(s) (k,c) | regret (rank) "
+                   "| trained | search ended (s) | final model (s) | total (s) | ended by itself "
                    "| trials by phase |"),
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for sampler in samplers:
             per = [runs[(name, sampler, s)] for s in range(cfg["seeds"])
                    if (name, sampler, s) in runs]
@@ -404,6 +472,7 @@ def build_report(cfg: dict[str, Any], runs: dict[tuple[str, str, int], dict[str,
                     "test_float": finals.get("test_float"),
                     "val": run["pick"]["value"] if run["pick"] else None,
                     "pick": (run["pick"]["k"], run["pick"]["c"]) if run["pick"] else None,
+                    "regret": reference.regret(run),
                     "trained": sum(r["state"] == "trained" for r in run["trials"]),
                     "search_seconds": run["search_seconds"],
                     "final_seconds": finals.get("seconds"),
@@ -425,6 +494,7 @@ def build_report(cfg: dict[str, Any], runs: dict[tuple[str, str, int], dict[str,
                 f"| {_span([s['test_float'] for s in stats])} "
                 f"| {_span([s['val'] for s in stats])} "
                 f"| {picks or '-'} "
+                f"| {reference.cell([s['regret'] for s in stats])} "
                 f"| {_span([s['trained'] for s in stats], lambda v: f'{v:g}')} "
                 f"| {_span([s['search_seconds'] for s in stats], lambda v: f'{v:.0f}')} "
                 f"| {_span([s['final_seconds'] for s in stats], lambda v: f'{v:.0f}')} "
@@ -438,6 +508,63 @@ def build_report(cfg: dict[str, Any], runs: dict[tuple[str, str, int], dict[str,
     lines += [("## Verdict: the default against TPE (target: at least TPE - 0.5) and the "
                "paper's greedy"), "", *verdicts, ""]
     return {"markdown": "\n".join(lines), "data": data}
+
+
+class Reference:
+    """The exhaustive run of one dataset: every feasible candidate's value at the search's
+    fidelity, and what a sampler's pick loses against the family's best."""
+
+    def __init__(self, run: dict[str, Any] | None) -> None:
+        self.run = run
+        self.values: dict[tuple[int, int], float] = {}
+        if run is not None:
+            for r in run["trials"]:
+                if r["state"] == "trained" and r["value"] is not None:
+                    self.values[(r["k"], r["c"])] = r["value"]
+        self.best = max(self.values.values(), default=None)
+
+    @classmethod
+    def of(cls, run: dict[str, Any] | None) -> Reference:
+        return cls(run)
+
+    def describe(self) -> list[str]:
+        """Lines under the dataset's title (none without an exhaustive run)."""
+        if self.run is None or self.best is None:
+            return []
+        trials = self.run["trials"]
+        feasible = [r for r in trials if r["state"] != "infeasible"]
+        cut = sum(r["state"] == "pruned" for r in feasible)
+        top = sorted(self.values.items(), key=lambda kv: -kv[1])[:5]
+        return [(f"Exhaustive reference: {len(trials)} candidates within the MACs, "
+                 f"{len(feasible)} fit RAM and flash; each trained once at the search's "
+                 f"fidelity ({self.run['fidelity']}) in {self.run['search_seconds'] / 60:.0f} min "
+                 f"on one core; {cut} stopped early because their remaining folds could not lift "
+                 "them to the best so far (their value is below it). The family's best: "
+                 + ", ".join(f"({k},{c}) {_pct(v)}" for (k, c), v in top) + ". *regret*: "
+                 "points of validation value below the family's best of the pick's training at "
+                 "that fidelity; *rank*: its place among the feasible candidates."), ""]
+
+    def regret(self, run: dict[str, Any]) -> tuple[float, int] | None:
+        """``(points below the best, rank)`` of a run's pick, or None without a reference."""
+        if self.best is None or not run.get("pick"):
+            return None
+        cand = (run["pick"]["k"], run["pick"]["c"])
+        value = self.values.get(cand)
+        if value is None:  # not fully trained in the reference: the run's own training of it
+            value = next((r["value"] for r in run["trials"]
+                          if (r["k"], r["c"]) == cand and r["state"] == "trained"
+                          and r["fidelity"] == self.run["fidelity"]), None)
+        if value is None:
+            return None
+        rank = 1 + sum(v > value for v in self.values.values())
+        return round(100 * (self.best - value), 1), rank
+
+    def cell(self, regrets: list[tuple[float, int] | None]) -> str:
+        known = [r for r in regrets if r is not None]
+        if not known:
+            return "-"
+        return (f"{statistics.median(r[0] for r in known):.1f} "
+                f"({', '.join(str(r[1]) for r in known)})")
 
 
 def _anytime_table(per_sampler: dict[str, list[dict[str, Any]]], bound: float) -> list[str]:

@@ -42,7 +42,8 @@ def measure(dataset: str, scale: float, seed: int) -> dict[str, float]:
 
     from tinytnas_optuna._retrain import _fit_loss
     from tinytnas_optuna._space import build_model
-    from tinytnas_optuna._training import final_schedule, prepare_data, score, train
+    from tinytnas_optuna._training import final_schedule, train
+    from tinytnas_optuna._validation import prepare_data, score
     from tinytnas_optuna.datasets import load_dataset
 
     ds = load_dataset(dataset)

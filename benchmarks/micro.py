@@ -92,7 +92,8 @@ def bench_epoch(k: int = 8, c: int = 3) -> list[tuple[str, float]]:
     """One HAR epoch: the search's recipe against the original's ``fit(batch_size=32)``."""
     import bench_training
 
-    from tinytnas_optuna._training import prepare_data, search_schedule
+    from tinytnas_optuna._training import search_schedule
+    from tinytnas_optuna._validation import prepare_data
     from tinytnas_optuna.datasets import load_dataset
 
     har = load_dataset("har")

@@ -97,7 +97,8 @@ def final_test(ds: Any, k: int, c: int) -> tuple[float, float]:
     import keras
 
     from tinytnas_optuna._space import build_model
-    from tinytnas_optuna._training import final_schedule, prepare_data, score, train
+    from tinytnas_optuna._training import final_schedule, train
+    from tinytnas_optuna._validation import prepare_data, score
 
     data = prepare_data((ds.x_train, ds.y_train), (ds.x_test, ds.y_test))
     schedule = final_schedule(len(data.y_train))

@@ -50,14 +50,8 @@ def measure(dataset: str, lever: str, fidelity: str, seed: int) -> dict[str, flo
     import numpy as np
 
     from tinytnas_optuna._space import build_model
-    from tinytnas_optuna._training import (
-        Recipe,
-        final_schedule,
-        prepare_data,
-        score,
-        search_schedule,
-        train,
-    )
+    from tinytnas_optuna._training import Recipe, final_schedule, search_schedule, train
+    from tinytnas_optuna._validation import prepare_data, score
     from tinytnas_optuna.datasets import load_dataset
 
     ds = load_dataset(dataset)

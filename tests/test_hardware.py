@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 
 import pytest
 
@@ -240,15 +239,6 @@ def test_analytic_from_model_and_to_dict():
 
         inputs = keras.Input((10, 1))
         profile_model(keras.Model(inputs, keras.layers.Dense(3)(inputs)), method="analytic")
-
-
-def test_estimate_is_fast():
-    arch = architecture(64, 4, (128, 6), 12)
-    estimate_profile(arch)
-    start = time.perf_counter()
-    for _ in range(200):
-        estimate_profile(arch)
-    assert (time.perf_counter() - start) / 200 < 0.005
 
 
 def _sample(seed: int, count: int) -> list:

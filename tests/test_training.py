@@ -12,13 +12,8 @@ import optuna
 import pytest
 
 import tinytnas_optuna as tt
-from tinytnas_optuna._training import (
-    SEARCH_STEPS,
-    clearly_above,
-    final_schedule,
-    prepare_data,
-    search_schedule,
-)
+from tinytnas_optuna._training import SEARCH_STEPS, final_schedule, search_schedule
+from tinytnas_optuna._validation import clearly_above, prepare_data
 from tinytnas_optuna.cli import main
 from tinytnas_optuna.datasets import load_dataset
 

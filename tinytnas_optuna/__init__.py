@@ -129,8 +129,8 @@ if TYPE_CHECKING:
     from tinytnas_optuna._space import Architecture, architecture, build_model
     from tinytnas_optuna._study import SearchSpec, StudyMismatchError
     from tinytnas_optuna._target import measure_cycles, run_on_target
-    from tinytnas_optuna._training import PreparedData
     from tinytnas_optuna._trial import CandidateRecord
+    from tinytnas_optuna._validation import PreparedData
 
 
 def __getattr__(name: str) -> Any:

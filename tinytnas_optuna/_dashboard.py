@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
     from optuna.artifacts._protocol import ArtifactStore
 
-    from tinytnas_optuna._training import PreparedData
+    from tinytnas_optuna._validation import PreparedData
 
 #: Ids of the plotly figures saved to the study (overwritten on each publish).
 GRAPH_IDS = ("tinytnas-accuracy-vs-figures", "tinytnas-search-path")

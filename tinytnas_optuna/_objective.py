@@ -19,15 +19,17 @@ import optuna
 from optuna.trial import TrialState
 
 from tinytnas_optuna._boards import check_board
-from tinytnas_optuna._budget import FIGURES, LATENCY, HardwareBudget, figure_text
+from tinytnas_optuna._budget import HardwareBudget, figure_text
+from tinytnas_optuna._clock import SearchClock
+from tinytnas_optuna._folds import epochs_after, pooled_curve, upper_bound
+from tinytnas_optuna._gate import check_reachable, measure, record_figures
 from tinytnas_optuna._hardware._types import MeasurementError
 from tinytnas_optuna._networks import NetworkKeeper, TrainedNetwork, kept_weights, upload_network
 from tinytnas_optuna._recovery import (
     claim,
     fail_dead_trials,
-    heartbeat_enabled,
-    recover_stale_trials,
 )
+from tinytnas_optuna._reuse import reuse_identical
 from tinytnas_optuna._sampler import TinyTNASSampler, sampler_name
 from tinytnas_optuna._space import C_RANGE, K_RANGE, Architecture, architecture
 from tinytnas_optuna._study import (
@@ -46,37 +48,25 @@ from tinytnas_optuna._study import (
 )
 from tinytnas_optuna._training import (
     DEFAULT_RECIPE,
-    METRICS,
-    VAL_FRACTION,
-    PreparedData,
     Recipe,
     Schedule,
     TrainResult,
     after_training_seconds,
-    chance_rate,
     estimate_final_seconds,
-    prepare_data,
-    score,
     search_schedule,
 )
 from tinytnas_optuna._trial import (
     CANDIDATE,
-    CYCLES,
     EPOCHS,
     ERROR,
     EVAL_SECONDS,
-    FEASIBLE,
     FIDELITY,
-    FIGURES_METHOD,
-    FIGURES_SOURCE,
     FINISHED,
     FOLDS,
     INTERRUPTED,
     LEVEL,
     PARAMS,
     PHASE,
-    RAM_TARGET,
-    REUSED_FROM,
     SAMPLER_PHASE,
     STEP_SECONDS,
     STEPS,
@@ -84,6 +74,14 @@ from tinytnas_optuna._trial import (
     VALIDATION,
     WIDTHS,
     trial_value,
+)
+from tinytnas_optuna._validation import (
+    METRICS,
+    VAL_FRACTION,
+    PreparedData,
+    chance_rate,
+    prepare_data,
+    score,
 )
 
 if TYPE_CHECKING:
@@ -93,10 +91,6 @@ if TYPE_CHECKING:
     from tinytnas_optuna._parallel import WorkerPool
     from tinytnas_optuna._retrain import RetrainReport
 
-# Seconds between looks at the storage while waiting for another worker's identical candidate.
-_POLL_SECONDS = 0.5
-# Seconds between re-estimates of the final model's reserve during a training.
-_DEADLINE_REFRESH = 5.0
 #: A re-ranking training (fidelity level >= 1) is this many times the search's steps.
 RERANK_STEPS_FACTOR = 2
 
@@ -227,9 +221,8 @@ class TinyTNASObjective:
         self.schedule: Schedule = search_schedule(
             len(self.data.splits()[0].y_train), steps=steps, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate)
-        self.timeout = timeout
-        self.reserve_final = reserve_final
-        self.clock_start = clock_start
+        #: The time bound in this process (:class:`~tinytnas_optuna._clock.SearchClock`).
+        self.clock = SearchClock(timeout, reserve_final=reserve_final, start=clock_start)
         self.int8_io = int8_io
         if artifact_dir is not None:
             from optuna.artifacts import FileSystemArtifactStore
@@ -245,11 +238,7 @@ class TinyTNASObjective:
         self.recipe = DEFAULT_RECIPE if recipe is None else recipe
         #: The best networks this process trained (the final model's fallback).
         self.networks = NetworkKeeper()
-        self._end: float | None = None
-        self._deadline: float | None = None
-        self._deadline_checked = 0.0
         self._study: optuna.Study | None = None
-        self._stopped = False
         self._given = {"steps": steps, "epochs": epochs, "batch_size": batch_size,
                        "learning_rate": learning_rate, "val_fraction": val_fraction}
         self._fingerprints = {
@@ -324,8 +313,7 @@ class TinyTNASObjective:
         :func:`tinytnas_optuna.optimize` calls it before starting worker processes, so that
         every process of the search counts from the same instant.
         """
-        if self.clock_start is None:
-            self.clock_start = time.monotonic()
+        self.clock.start_now()
 
     def close_pool(self) -> None:
         """Release the worker processes of a parallel search (after its final model)."""
@@ -401,9 +389,25 @@ class TinyTNASObjective:
         if not self.records_bound or key in self._bound_recorded:
             return
         self._bound_recorded.add(key)
-        ends_at = None if self._end is None else time.time() + self._end - time.monotonic()
+        left = self.clock.left()
+        ends_at = None if left is None else time.time() + left
         record_run(study, timeout_seconds=self.timeout, search_ends_at=ends_at,
                    reserve_final=self.reserve_final)
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds of the whole job (the search and, with ``reserve_final``, the final model)."""
+        return self.clock.timeout
+
+    @property
+    def reserve_final(self) -> bool:
+        """Whether the search leaves the final model its time."""
+        return self.clock.reserve_final
+
+    @property
+    def clock_start(self) -> float | None:
+        """``time.monotonic()`` from which ``timeout`` counts (None: the first trial)."""
+        return self.clock.start
 
     @property
     def deadline(self) -> float | None:
@@ -412,12 +416,12 @@ class TinyTNASObjective:
         With ``reserve_final`` it is the end of the time bound minus the final training's
         estimated time, re-estimated before each candidate.
         """
-        return self._deadline
+        return self.clock.deadline
 
     @property
     def end(self) -> float | None:
         """``time.monotonic()`` at which the whole time bound ends (None before the first call)."""
-        return self._end
+        return self.clock.end
 
     def schedule_for(self, level: int) -> Schedule:
         """The training of a fidelity level: the search's (0), or a longer re-ranking one.
@@ -504,8 +508,9 @@ class TinyTNASObjective:
         from tinytnas_optuna._retrain import retrain_best
 
         timeout = None
-        if self._end is not None:
-            timeout = max(self._end - time.monotonic(), 1.0)
+        left = self.clock.left()
+        if left is not None:
+            timeout = max(left, 1.0)
         elif self.timeout is not None:
             timeout = self.timeout
         from tinytnas_optuna._results import summarize
@@ -524,32 +529,15 @@ class TinyTNASObjective:
             self.close_pool()
 
     def check_budget_reachable(self) -> None:
-        """Refuse a budget that no candidate of the ranges can fit, before any trial.
-
-        The smallest networks have the smallest ``k`` (every figure grows with the width); each
-        ``c`` is checked at that ``k`` with the analytic estimate (MACs exact, RAM and flash within
-        1% of the measured figures, so a 2% margin avoids refusing a borderline fit).
+        """Refuse a budget that no candidate of the ranges can fit, before any trial
+        (:func:`~tinytnas_optuna._gate.check_reachable`).
 
         Raises:
             ValueError: Naming the smallest figures found.
         """
-        from tinytnas_optuna._hardware import estimate_profile
-
-        k = self.k_range[0]
-        profiles = {c: estimate_profile(self.architecture(k, c), int8_io=self.int8_io)
-                    for c in range(self.c_range[0], self.c_range[1] + 1)}
-        slack = {"ram": 1.02, "flash": 1.02, "macs": 1.0}
-        if any(all(getattr(p, n) <= getattr(self.budget, n) * slack[n] for n in FIGURES)
-               for p in profiles.values()):
-            return
-        smallest = ", ".join(
-            f"{n} {min(getattr(p, n) for p in profiles.values()):,}" for n in FIGURES
-        )
-        raise ValueError(
-            f"no architecture fits the budget ({self.budget}): the smallest candidates "
-            f"(k={k}, c {self.c_range[0]}..{self.c_range[1]}) need at least {smallest} "
-            "(analytic estimate)"
-        )
+        check_reachable(self.budget, k_range=self.k_range, c_range=self.c_range,
+                        input_shape=self.data.input_shape, num_classes=self.data.num_classes,
+                        int8_io=self.int8_io)
 
     def architecture(self, k: int, c: int) -> Architecture:
         """The network ``(k, c)`` builds for this data.
@@ -564,31 +552,19 @@ class TinyTNASObjective:
         return architecture(k, c, self.data.input_shape, self.data.num_classes)
 
     def profile(self, arch: Architecture) -> HardwareProfile:
-        """Figures of a candidate: exact analytic MACs first, measured in TFLM if they fit.
+        """Figures of a candidate (:func:`~tinytnas_optuna._gate.measure`): exact analytic MACs
+        first, measured in TFLM if they fit, on the target under a latency budget.
 
         Args:
             arch: The candidate's architecture.
 
         Returns:
-            The analytic estimate when the MACs alone exceed the budget (no conversion needed to
-            reject it), else the measured profile; under a latency budget, a profile that fits
-            the other three figures also has the target's ``cycles`` and ``ram_target``.
+            The :class:`~tinytnas_optuna.HardwareProfile`.
 
         Raises:
             MeasurementError: When a measurement fails (the trial fails: never a figure).
         """
-        from tinytnas_optuna._hardware import estimate_profile, profile_architecture
-
-        estimate = estimate_profile(arch, int8_io=self.int8_io)
-        if estimate.macs > self.budget.macs:
-            return estimate
-        host = profile_architecture(arch, method="measured", int8_io=self.int8_io)
-        if self.budget.latency_ms is None or self.budget.over(host):
-            return host
-        # Only a network that fits the other three figures is run on the target (about 1 s).
-        core = check_board(str(self.budget.board)).core
-        return host.with_target(profile_architecture(arch, method="target", target=core,
-                                                     cycles=True, int8_io=self.int8_io))
+        return measure(arch, self.budget, int8_io=self.int8_io)
 
     def __call__(self, trial: optuna.Trial) -> float:
         now = time.monotonic()
@@ -604,9 +580,7 @@ class TinyTNASObjective:
                 raise
         claim(storage, trial._trial_id)
         fail_dead_trials(study)
-        if self._end is None and self.timeout is not None:
-            self._end = (now if self.clock_start is None else self.clock_start) + self.timeout
-            self._deadline = self._end
+        self.clock.begin(now)
         self._record_bound(study)
         k = trial.suggest_int("k", *self.k_range, log=True)
         c = trial.suggest_int("c", *self.c_range)
@@ -615,7 +589,7 @@ class TinyTNASObjective:
         trial.set_user_attr(PHASE, system.get(SAMPLER_PHASE, "search"))
         trial.set_user_attr(FIDELITY, self.fidelity(level))
         self._study = trial.study
-        self._update_deadline(trial.study)
+        self.clock.refresh(self._reserve)
         self._stop_if_out_of_time(trial)
         arch = self.architecture(k, c)
         trial.set_user_attr(WIDTHS, list(arch.widths) + [arch.dense])
@@ -625,16 +599,15 @@ class TinyTNASObjective:
         except MeasurementError as error:  # the trial fails; the search goes on
             trial.set_user_attr(ERROR, " ".join(str(error).split())[:1000])
             raise
-        feasible = self.budget.fits(profile)
-        self._record_figures(trial, profile, feasible)
-        if not feasible:
+        if not record_figures(trial, profile, self.budget):
             trial.set_user_attr(EPOCHS, 0)
             over = ", ".join(f"{n} {figure_text(v)} > {figure_text(self.budget.limits[n])}"
                              for n, v in self.budget.over(profile).items())
             raise optuna.TrialPruned(f"infeasible, not trained: {over}")
 
-        reused = self._reuse_identical(trial, arch, self.fidelity(level),
-                                       revisit=bool(system.get(FINISHED)))
+        reused = reuse_identical(trial, list(arch.widths) + [arch.dense], self.fidelity(level),
+                                 base=self.fidelity(0), revisit=bool(system.get(FINISHED)),
+                                 check_time=self._stop_if_out_of_time)
         if reused is not None:
             return reused
         return self._train(trial, arch, k, c, level)
@@ -674,13 +647,7 @@ class TinyTNASObjective:
         The final model's reserve is re-estimated every few seconds from the study, so that a
         training in flight stops at the current deadline, not at the one of its start.
         """
-        if self._deadline is None:
-            return False
-        now = time.monotonic()
-        if self._study is not None and now - self._deadline_checked >= _DEADLINE_REFRESH:
-            self._deadline_checked = now
-            self._update_deadline(self._study)
-        return now >= self._deadline
+        return self.clock.out_of_time(self._reserve if self._study is not None else None)
 
     def request_stop(self) -> None:
         """End the search now, as if the time bound were reached (e.g. on Ctrl-C).
@@ -688,80 +655,20 @@ class TinyTNASObjective:
         A training in flight stops after its current batch and keeps its completed epochs;
         no new training starts in this process.
         """
-        self._deadline = time.monotonic()
-        self._stopped = True
+        self.clock.request_stop()
 
-    def _update_deadline(self, study: optuna.Study) -> None:
-        if self._end is None or self._stopped:
-            return
-        reserve = 0.0
-        if self.reserve_final:
-            reserve = self.final_reserve(study.get_trials(deepcopy=False))
-        self._deadline = self._end - reserve
+    def _reserve(self) -> float:
+        """The final model's reserve now, from the trials of the study being searched."""
+        if self._study is None:
+            return 0.0
+        return self.final_reserve(self._study.get_trials(deepcopy=False))
 
     def _stop_if_out_of_time(self, trial: optuna.Trial) -> None:
         if self.out_of_time():
             trial.set_user_attr(INTERRUPTED, True)
             trial.set_user_attr(EPOCHS, 0)
-            stop_search(trial.study, "interrupted" if self._stopped else "time bound")
+            stop_search(trial.study, "interrupted" if self.clock.stopped else "time bound")
             raise optuna.TrialPruned("time bound reached before training")
-
-    def _record_figures(
-        self, trial: optuna.Trial, profile: HardwareProfile, feasible: bool
-    ) -> None:
-        for name in FIGURES:
-            trial.set_user_attr(name, int(getattr(profile, name)))
-        trial.set_user_attr(FEASIBLE, feasible)
-        trial.set_user_attr(FIGURES_METHOD, profile.method)
-        trial.set_user_attr(FIGURES_SOURCE, profile.source)
-        if self.budget.latency_ms is not None:
-            latency = self.budget.latency_of(profile)
-            trial.set_user_attr(LATENCY, None if latency is None else round(latency, 3))
-            trial.set_user_attr(CYCLES, profile.cycles)
-            trial.set_user_attr(RAM_TARGET, profile.ram_target)
-        excess = self.budget.excess(profile)
-        for name, value in excess.items():
-            trial.set_constraint(name, value)
-        # optuna-dashboard 0.21 reads only the legacy list attribute to mark infeasible trials.
-        trial.storage.set_trial_system_attr(
-            trial._trial_id, "constraints", list(excess.values())
-        )
-
-    def _reuse_identical(
-        self, trial: optuna.Trial, arch: Architecture, fidelity: str, *, revisit: bool = False
-    ) -> float | None:
-        """Reuse the result of an earlier trial of the same training; wait if it is running.
-
-        A network trained once at a fidelity is never trained again at it, whichever sampler
-        proposed it twice. ``revisit``: the sampler found the search finished and revisits its
-        best, whose result may come from a pruned training (its best point): never trained.
-        """
-        widths = list(arch.widths) + [arch.dense]
-        storage, study_id = trial.storage, trial.study._study_id
-        base = self.fidelity(0)
-        while True:
-            earlier = [
-                t for t in storage.get_all_trials(study_id, deepcopy=False)
-                if t.number < trial.number and t.user_attrs.get(WIDTHS) == widths
-                and t.user_attrs.get(FIDELITY, base) == fidelity
-            ]
-            # A re-ranking cut by the time bound is not that training: it is trained again.
-            # One stopped because it could not win stays so (the bar only rises).
-            done = [t for t in earlier if trial_value(t) is not None and (
-                        t.state == TrialState.COMPLETE
-                        or (t.state == TrialState.PRUNED and (revisit or FOLDS in t.user_attrs)))
-                    and not (fidelity != base and t.user_attrs.get(INTERRUPTED))]
-            if done:
-                trial.set_user_attr(EPOCHS, 0)
-                trial.set_user_attr(REUSED_FROM, done[0].number)
-                return trial_value(done[0])  # type: ignore[return-value]
-            if not any(t.state == TrialState.RUNNING for t in earlier):
-                return None
-            self._stop_if_out_of_time(trial)
-            time.sleep(_POLL_SECONDS)
-            # On heartbeat storages a dead worker's trial turns FAIL here, and we train it.
-            if heartbeat_enabled(storage):
-                recover_stale_trials(trial.study)
 
     def _train(self, trial: optuna.Trial, arch: Architecture, k: int, c: int, level: int) -> float:
         import keras
@@ -776,12 +683,12 @@ class TinyTNASObjective:
 
         def on_evaluation(step: int, pred: np.ndarray) -> bool:
             if not holdout:  # folds: progress only; the pooled curve is reported at the end
-                trial.set_user_attr(EPOCHS, _epochs(step, schedule, splits[0]))
+                trial.set_user_attr(EPOCHS, epochs_after(step, schedule, splits[0]))
                 return False
             # Hold-out: each validation point is reported as it comes, so pruners can act.
             value = score(splits[0].y_val, pred, self.metric, self.data.num_classes)
             trial.report(value, step)
-            trial.set_user_attr(EPOCHS, _epochs(step, schedule, splits[0]))
+            trial.set_user_attr(EPOCHS, epochs_after(step, schedule, splits[0]))
             if step < schedule.steps and trial.should_prune():
                 pruned["flag"] = True
             return pruned["flag"]
@@ -809,7 +716,7 @@ class TinyTNASObjective:
             if fold + 1 < len(splits) and self._cannot_win(trial, splits, results):
                 pruned["bound"] = True
                 break
-        curve = _pooled_curve(splits, results, self.metric, self.data.num_classes)
+        curve = pooled_curve(splits, results, self.metric, self.data.num_classes)
         if not holdout:
             for step, value in curve:
                 trial.report(value, step)
@@ -821,7 +728,7 @@ class TinyTNASObjective:
                 trial.set_user_attr(attr, float(np.median(rates)))
         trial.set_user_attr(STEPS, steps_done)
         trial.set_user_attr(EPOCHS,
-                            _epochs(curve[-1][0], schedule, splits[0]) if curve else 0)
+                            epochs_after(curve[-1][0], schedule, splits[0]) if curve else 0)
         kept = kept_weights([(r.best_weights, r.best_value) for r in results])
         if curve and kept is not None and self.on_trained is not None:
             # The family's network at its best point: what the final model may fall back on.
@@ -835,7 +742,7 @@ class TinyTNASObjective:
                                              None if holdout else fold))
         if any(r.cut for r in results):
             trial.set_user_attr(INTERRUPTED, True)
-            stop_search(trial.study, "interrupted" if self._stopped else "time bound")
+            stop_search(trial.study, "interrupted" if self.clock.stopped else "time bound")
             if not curve:
                 raise optuna.TrialPruned("time bound reached before the first validation")
         if pruned["flag"]:
@@ -864,61 +771,7 @@ class TinyTNASObjective:
             bar = max((v for v in values if v is not None), default=None)
         if bar is None:
             return False
-        return _upper_bound(splits, results, self.metric, self.data.num_classes) <= bar
-
-
-def _epochs(step: int, schedule: Schedule, split: PreparedData) -> int:
-    """Passes over the training data after ``step`` steps (at least 1 once anything trained)."""
-    if step <= 0:
-        return 0
-    # The last compiled call may run a few steps past the plan: count the plan's epochs.
-    return max(1, round(min(step, schedule.steps) * schedule.batch_size
-                        / max(1, len(split.y_train))))
-
-
-def _pooled_curve(
-    splits: list[PreparedData], results: list[TrainResult], metric: str, num_classes: int,
-) -> list[tuple[int, float]]:
-    """The validation curve over every validated series: one hold-out, or all folds pooled.
-
-    Folds the time bound cut are left out when a complete fold exists; with none complete,
-    the cut fold's completed points are the curve (as for a hold-out cut by the bound).
-    """
-    pairs = [(s, r) for s, r in zip(splits, results, strict=False) if r.predictions]
-    complete = [(s, r) for s, r in pairs if not r.cut]
-    pairs = complete or pairs
-    if not pairs:
-        return []
-    points = min(len(r.predictions) for _, r in pairs)
-    y_true = np.concatenate([s.y_val for s, _ in pairs])
-    return [
-        (sum(r.eval_steps[i] for _, r in pairs) // len(pairs),
-         score(y_true, np.concatenate([r.predictions[i] for _, r in pairs]), metric,
-               num_classes))
-        for i in range(points)
-    ]
-
-
-def _upper_bound(splits: list[PreparedData], results: list[TrainResult], metric: str,
-                 num_classes: int) -> float:
-    """The highest pooled value the training could still reach: the folds trained so far as
-    they scored at each validation point, every series of the other folds right.
-
-    Examples:
-        Two folds of two series; the first fold got one right at its best point:
-
-        >>> import types
-        >>> fold = types.SimpleNamespace(y_val=np.array([0, 1]))
-        >>> done = types.SimpleNamespace(predictions=[np.array([1, 0]), np.array([0, 0])])
-        >>> _upper_bound([fold, fold], [done], "accuracy", 2)
-        0.75
-    """
-    done = len(results)
-    rest = [s.y_val for s in splits[done:]]
-    y_true = np.concatenate([s.y_val for s in splits])
-    points = min(len(r.predictions) for r in results)
-    return max(score(y_true, np.concatenate([*(r.predictions[i] for r in results), *rest]),
-                     metric, num_classes) for i in range(points))
+        return upper_bound(splits, results, self.metric, self.data.num_classes) <= bar
 
 
 def _candidate_seed(seed: int, arch: Architecture) -> int:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tinytnas_optuna._training import PreparedData, predict_labels, score
+from tinytnas_optuna._training import predict_labels
+from tinytnas_optuna._validation import PreparedData, score
 
 if TYPE_CHECKING:
     from tinytnas_optuna._hardware import HardwareProfile

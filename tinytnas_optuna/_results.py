@@ -13,7 +13,6 @@ from optuna.trial import TrialState
 from tinytnas_optuna._budget import FIGURES
 from tinytnas_optuna._sampler import TinyTNASSampler
 from tinytnas_optuna._study import RunRecord, SearchSpec
-from tinytnas_optuna._training import clearly_above
 from tinytnas_optuna._trial import (
     CANDIDATE,
     CandidateRecord,
@@ -22,6 +21,7 @@ from tinytnas_optuna._trial import (
     trial_record,
     trial_row,
 )
+from tinytnas_optuna._validation import clearly_above
 
 if TYPE_CHECKING:
     import optuna

@@ -21,16 +21,18 @@ from tinytnas_optuna._errors import MeasurementError
 from tinytnas_optuna._quantise import Quantised, int8_labels, quantise
 from tinytnas_optuna._training import (
     RESTARTS,
-    PreparedData,
     Recipe,
     Schedule,
     after_training_seconds,
-    chance_rate,
-    clearly_above,
     final_schedule,
     predict_labels,
-    prepare_data,
     restart_seconds,
+)
+from tinytnas_optuna._validation import (
+    PreparedData,
+    chance_rate,
+    clearly_above,
+    prepare_data,
     score,
 )
 

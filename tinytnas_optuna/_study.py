@@ -31,7 +31,8 @@ import numpy as np
 
 from tinytnas_optuna._budget import HardwareBudget
 from tinytnas_optuna._space import C_RANGE, K_RANGE
-from tinytnas_optuna._training import SEARCH_STEPS, VAL_FRACTION, Recipe
+from tinytnas_optuna._training import SEARCH_STEPS, Recipe
+from tinytnas_optuna._validation import VAL_FRACTION
 
 if TYPE_CHECKING:
     import optuna

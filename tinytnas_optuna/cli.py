@@ -26,7 +26,8 @@ from tinytnas_optuna._budget import parse_seconds, seconds_text
 from tinytnas_optuna._quiet import import_keras_quietly
 from tinytnas_optuna._study import DEFAULT_SEED, SAMPLERS, StudyMismatchError
 from tinytnas_optuna._target._build import CORES
-from tinytnas_optuna._training import METRICS, SEARCH_STEPS, VAL_FRACTION
+from tinytnas_optuna._training import SEARCH_STEPS
+from tinytnas_optuna._validation import METRICS, VAL_FRACTION
 
 if TYPE_CHECKING:
     from tinytnas_optuna._results import SearchSummary
