@@ -129,6 +129,9 @@ def test_with_a_hold_out_the_model_better_on_it_is_exported(tmp_path: Path) -> N
     assert report.above_chance and report.int8_accuracy >= 0.75
 
 
+# Full tier: in the default tier, test_parallel's worker case runs the same command (default
+# jobs, 45 s) with a worker killed, and checks the same bound and model.
+@pytest.mark.full
 def test_the_one_command_ends_within_its_bound_with_a_model_above_chance(
     tmp_path: Path,
 ) -> None:

@@ -159,7 +159,7 @@ def test_other_data_or_budget_on_the_same_study_fails_with_one_line(tmp_path):
                                    pruner=optuna.pruners.NopPruner(), storage=url,
                                    study_name="s", load_if_exists=True)
 
-    study().optimize(_objective(ds), n_trials=2)
+    study().optimize(_objective(ds), n_trials=1)
     before = [(t.number, t.state) for t in study().trials]
 
     other_data = _objective(ds, steps=60)

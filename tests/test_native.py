@@ -79,6 +79,9 @@ def test_the_smallest_arena_is_found_past_crashing_sizes(model96: bytes) -> None
         child.close()
 
 
+# Full tier: the default tier's test_a_search_goes_on_past_a_crashed_measurement crashes a
+# conversion too, and the search's next conversion works.
+@pytest.mark.full
 def test_a_converter_crash_is_an_error_and_the_next_conversion_works(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

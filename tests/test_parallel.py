@@ -1,7 +1,9 @@
 """A search on every core: real trainings on GunPoint in two processes (``--jobs 2``).
 
 Two processes never train a (candidate, fidelity) twice, a ``kill -9`` of either of them leaves
-a search that finishes within its bound on the next run, and the bound holds with two jobs.
+a search that finishes within its bound on the next run, and the bound holds with two jobs: the
+README's one command (default jobs) with a worker killed still ends within its bound with a
+model above chance.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 import tinytnas_optuna as tt
 from tinytnas_optuna._trial import OWNER, trial_level, trial_outcome, trial_record
 
-BOUND = 60
+BOUND = 45
 
 
 def search(tmp_path: Path, log: str) -> subprocess.Popen:
@@ -107,6 +109,7 @@ def check_search(tmp_path: Path) -> None:
 def test_kill_9_of_either_process_then_the_search_finishes_within_its_bound(
     tmp_path: Path, victim: str
 ) -> None:
+    started = time.monotonic()
     first = search(tmp_path, "first")
     try:
         deadline = time.monotonic() + 60
@@ -138,6 +141,10 @@ def test_kill_9_of_either_process_then_the_search_finishes_within_its_bound(
             # The main process goes on without it, redoes its trial, and ends within its bound.
             first.wait(BOUND + 60)
             assert first.returncode == 0, (tmp_path / "first.out").read_text()[-3000:]
+            # The user's wall clock, from starting the process to its exit (imports, data,
+            # the search, the final model, writing): the README command's bound holds.
+            elapsed = time.monotonic() - started
+            assert elapsed <= BOUND + 15, f"a {BOUND} s search took {elapsed:.1f} s"
     finally:
         if first.poll() is None:
             first.kill()

@@ -78,3 +78,20 @@ def test_retrain_without_feasible_candidate_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no feasible"):
         tt.retrain_best(study, data, out_dir=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_plateau_is_said_and_learning_candidates_are_not(gunpoint_search):
+    # 8 steps per candidate: GunPoint's networks have not left the majority rate yet, so the
+    # search says their ranking says little. The shared 300-step search learned: no note.
+    ds = gunpoint_search[0]
+    objective = tt.TinyTNASObjective((ds.x_train, ds.y_train), budget=BUDGET, seed=0, steps=8)
+    flat = optuna.create_study(direction="maximize",
+                               sampler=tt.TinyTNASSampler(seed=0, refine=False),
+                               pruner=optuna.pruners.NopPruner())
+    flat.optimize(objective, n_trials=4)
+    summary = tt.summarize(flat)
+    assert summary.trained_count >= 3 and summary.plateau >= summary.trained_count / 2
+    assert summary.ranking_note and "never left the majority rate" in summary.ranking_note
+    assert summary.ranking_note in str(summary) and summary.to_dict()["ranking_note"]
+    learned = tt.summarize(gunpoint_search[2])
+    assert learned.plateau < learned.trained_count / 2 and learned.ranking_note is None

@@ -91,9 +91,9 @@ def test_shuffled_labels_give_the_chance_warning_and_exit_3(gunpoint, tmp_path, 
     rng = np.random.default_rng(0)
     y = rng.permutation(gunpoint.y_train)  # no relation left between series and labels
     np.savez(tmp_path / "shuffled.npz", features=gunpoint.x_train, labels=y)
-    # A few trainings in one process and no final model: the verdict is the search's.
+    # One training in one process and no final model: the verdict is the search's.
     code, url = search(tmp_path, "--train", str(tmp_path / "shuffled.npz"), "--steps", "150",
-                       "--trials", "2", "--jobs", "1", "--no-model")
+                       "--trials", "1", "--jobs", "1", "--no-model")
     out, err = capsys.readouterr()
     assert code == 3, err
     # One line for the search's best.

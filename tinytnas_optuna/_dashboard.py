@@ -158,8 +158,8 @@ def summary_note(study: optuna.Study, data: PlotData | None = None) -> str:
             limit = figure_text(data.budget[name] if data.budget else None)
             lines.append(f"| {FIGURE_LABELS[name]} | {figure_text(getattr(b, name))} "
                          f"| {limit} |")
-        if data.warning:  # the chance verdict of summarize, in its words
-            lines += ["", f"**{data.warning}**"]
+        # The chance verdict and the plateau note of summarize, in its words.
+        lines += [f"\n**{line}**" for line in (data.warning, data.ranking_note) if line]
     # The same counts as `summarize` and the progress display (one classification: trial_state).
     trained = sum(r.state == "trained" for r in data.scored)
     pruned = sum(r.state == "pruned" for r in data.scored)

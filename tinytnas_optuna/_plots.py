@@ -47,6 +47,8 @@ class PlotData:
         final: The final model's record (``SearchSummary.final``), or None.
         warning: The chance verdict's line when the best is not clearly above chance
             (``SearchSummary.warning``), or None.
+        ranking_note: The line saying most candidates never left chance
+            (``SearchSummary.ranking_note``), or None.
     """
 
     study_name: str
@@ -60,6 +62,7 @@ class PlotData:
     phases: dict[str, dict[str, float]] | None = None
     final: dict | None = None
     warning: str | None = None
+    ranking_note: str | None = None
 
     @property
     def figures(self) -> tuple[str, ...]:
@@ -111,6 +114,7 @@ def plot_data(
         phases=summary.phases,
         final=summary.final,
         warning=summary.warning,
+        ranking_note=summary.ranking_note,
     )
 
 

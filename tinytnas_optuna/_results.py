@@ -17,6 +17,7 @@ from tinytnas_optuna._trial import (
     CANDIDATE,
     CandidateRecord,
     best_candidate,
+    trial_level,
     trial_outcome,
     trial_record,
     trial_row,
@@ -53,6 +54,9 @@ class SearchSummary:
         phases: Per phase (``greedy``, ``refine``, ``rerank``, ``search``): ``trials``,
             ``trained`` and ``seconds`` (wall time of its trials), in order of first trial.
         final: What the study recorded of its final model (``record_final``), or None.
+        plateau: Trained candidates (the search's own trainings) none of whose validation
+            points was clearly above chance: they never left the majority rate (a plateau),
+            so their values do not rank them (None when unknown).
     """
 
     metric: str
@@ -69,6 +73,7 @@ class SearchSummary:
     above_chance: bool | None = None
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
     final: dict[str, Any] | None = None
+    plateau: int | None = None
 
     @property
     def no_answer(self) -> str | None:
@@ -101,14 +106,35 @@ class SearchSummary:
                 "steps per candidate (--steps), balanced_accuracy as the metric for "
                 "imbalanced classes, or more data.")
 
+    @property
+    def ranking_note(self) -> str | None:
+        """One line when most trained candidates never left chance (a plateau), or None.
+
+        Their values are then all about the majority rate, and which of them the search
+        ranks first says little about which network would learn this data best.
+
+        Example:
+            >>> s = SearchSummary("accuracy", None, 4, [], False, plateau=3)
+            >>> s.ranking_note.split(": ")[1]
+            '3 of 4 trained candidates never left the majority rate in their training'
+        """
+        if not self.plateau or self.trained_count < 3 or 2 * self.plateau < self.trained_count:
+            return None
+        return (f"NOTE: {self.plateau} of {self.trained_count} trained candidates never left "
+                "the majority rate in their training: on this data their ranking says little "
+                "(their curves are still flat, a plateau many small networks need more steps "
+                "to leave). Give each candidate more steps (--steps) or the search more time.")
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict: every attribute, and ``warning`` and ``no_answer``.
+        """A JSON-serialisable dict: every attribute, and ``warning``, ``no_answer`` and
+        ``ranking_note``.
 
         Example:
             >>> sorted(SearchSummary("accuracy", None, 0, [], False).to_dict())[-3:]
             ['trained_count', 'validation', 'warning']
         """
-        return {**asdict(self), "warning": self.warning, "no_answer": self.no_answer}
+        return {**asdict(self), "warning": self.warning, "no_answer": self.no_answer,
+                "ranking_note": self.ranking_note}
 
     def __str__(self) -> str:
         lines = []
@@ -137,8 +163,7 @@ class SearchSummary:
                          f"{f['int8_accuracy']:.4f}, {f['seconds']:.0f} s, in {f['out_dir']}")
         lines.append("Search path: " + " -> ".join(f"({k},{c})" for k, c in self.path))
         lines.append(_table(self.trained + self.infeasible + self.other, self.metric))
-        if self.warning:
-            lines.append(self.warning)
+        lines += [line for line in (self.warning, self.ranking_note) if line]
         return "\n".join(lines)
 
 
@@ -316,10 +341,34 @@ def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) ->
               else study.user_attrs.get("metric", "accuracy"))
     chance = study.user_attrs.get("chance_rate")
     n_val = study.user_attrs.get("validation_size")
-    above = None
+    above = plateau = None
     if best is not None and chance is not None and n_val:
         above = clearly_above(float(best.value), float(chance), int(n_val),  # type: ignore[arg-type]
                               level=chance_level(trials))
+    if chance is not None and n_val:
+        plateau = sum(never_left_chance(t, float(chance), int(n_val)) for t in trials
+                      if trial_outcome(t) == "trained" and trial_level(t) == 0)
     return SearchSummary(metric, best, len(trained), path, finished, trained, infeasible,
                          smallest, other, chance, study.user_attrs.get("validation"), above,
-                         phase_times(trials), study.user_attrs.get("final"))
+                         phase_times(trials), study.user_attrs.get("final"), plateau)
+
+
+def never_left_chance(trial: optuna.trial.FrozenTrial, chance: float, n_val: int) -> bool:
+    """Whether no validation point of a training was clearly above chance (a flat curve).
+
+    Args:
+        trial: A trained trial (its reported validation points).
+        chance: What predicting the majority class scores.
+        n_val: Series validated per point.
+
+    Returns:
+        True when every point is within what a majority-class guess could score.
+
+    Example:
+        >>> import optuna
+        >>> flat = optuna.trial.create_trial(value=0.5, intermediate_values={1: 0.5, 2: 0.5})
+        >>> never_left_chance(flat, 0.5, 100)
+        True
+    """
+    points = trial.intermediate_values.values() or [trial.value]
+    return not any(v is not None and clearly_above(float(v), chance, n_val) for v in points)

@@ -414,6 +414,8 @@ def _optimize(opened: OpenedSearch, args: argparse.Namespace, *,
     if run.summary.no_answer:
         print(f"tinytnas: error: {run.summary.no_answer}", file=sys.stderr)
         return EXIT_NO_ANSWER, run.summary
+    if run.summary.ranking_note:
+        print(f"tinytnas: {run.summary.ranking_note}", file=sys.stderr)
     if run.summary.warning:
         print(f"tinytnas: {run.summary.warning}", file=sys.stderr)
         return EXIT_CHANCE, run.summary
