@@ -29,7 +29,7 @@ _EXPORTS = {
     "convert_int8": "_hardware",
     "profile_cache_info": "_hardware",
     "clear_profile_cache": "_hardware",
-    "PreparedData": "_training",
+    "PreparedData": "_validation",
     "CandidateRecord": "_trial",
     "TrainedNetwork": "_networks",
     "TinyTNASSampler": "_sampler",
