@@ -456,7 +456,8 @@ def build_report(cfg: dict[str, Any], runs: dict[tuple[str, str, int], dict[str,
         lines += [f"## {name}", "",
                   (f"{first['train_samples']} training series, validation "
                    f"{first['validation']}; T = {bound_of(cfg, name):g} s."),
-                  "", *reference.describe(),
+                  "", *reference.describe([r for (n, smp, _), r in runs.items()
+                                           if n == name and smp != EXHAUSTIVE]),
                   ("| sampler | test int8 | test float | val | pick(s) (k,c) | regret (rank) "
                    "| trained | search ended (s) | final model (s) | total (s) | ended by itself "
                    "| trials by phase |"),
@@ -527,10 +528,28 @@ class Reference:
     def of(cls, run: dict[str, Any] | None) -> Reference:
         return cls(run)
 
-    def describe(self) -> list[str]:
+    def differences(self, runs: list[dict[str, Any]]) -> list[float]:
+        """Points between a candidate's value in a search and in the reference (same network,
+        seed and fidelity: what one training's outcome varies by across processes)."""
+        out = []
+        for run in runs:
+            for r in run["trials"]:
+                value = self.values.get((r["k"], r["c"]))
+                if (value is not None and r["state"] == "trained" and r["value"] is not None
+                        and r["fidelity"] == self.run["fidelity"]):
+                    out.append(abs(100 * (r["value"] - value)))
+        return out
+
+    def describe(self, runs: list[dict[str, Any]]) -> list[str]:
         """Lines under the dataset's title (none without an exhaustive run)."""
         if self.run is None or self.best is None:
             return []
+        diffs = self.differences(runs)
+        spread = "" if not diffs else (
+            f" The same candidate trained at that fidelity in a search's process and in the "
+            f"reference's differs by {statistics.median(diffs):.1f} points (median; max "
+            f"{max(diffs):.1f}, {len(diffs)} pairs): TensorFlow on CPU is not bit-reproducible "
+            "across processes, so a regret below that is within one training's noise.")
         trials = self.run["trials"]
         feasible = [r for r in trials if r["state"] != "infeasible"]
         cut = sum(r["state"] == "pruned" for r in feasible)
@@ -542,7 +561,7 @@ class Reference:
                  "them to the best so far (their value is below it). The family's best: "
                  + ", ".join(f"({k},{c}) {_pct(v)}" for (k, c), v in top) + ". *regret*: "
                  "points of validation value below the family's best of the pick's training at "
-                 "that fidelity; *rank*: its place among the feasible candidates."), ""]
+                 "that fidelity; *rank*: its place among the feasible candidates." + spread), ""]
 
     def regret(self, run: dict[str, Any]) -> tuple[float, int] | None:
         """``(points below the best, rank)`` of a run's pick, or None without a reference."""
