@@ -159,6 +159,9 @@ def test_refinement_works_on_the_best_input_and_threads_never_repeat_a_training(
     assert set(greedy) == {0, 1, 2} and greedy[0] == 0
 
 
+# Full tier (real trainings, about 25 s): the default tier checks the input search's contract on
+# the synthetic landscape above.
+@pytest.mark.full
 def test_a_decimated_candidate_is_measured_on_its_own_model_and_exported_with_its_input(
     tmp_path: Path,
 ) -> None:
