@@ -82,7 +82,7 @@ class SyntheticObjective(TinyTNASObjective):
         macs = 0 if self.feasible_of(k, c) else self.budget.macs + 1
         return SyntheticProfile(ram=0, flash=0, macs=macs)
 
-    def _train(self, trial, arch, k, c, level):
+    def _train(self, trial, arch, k, c, level, setting=0):
         trial.set_user_attr("trained_by", self.worker)
         trial.set_user_attr("epochs_trained", 0)
         time.sleep(self.slow.get((k, c, level), self.sleep))

@@ -185,7 +185,7 @@ class InterruptedObjective(SyntheticObjective):
         super().__init__(seed, "first", 0.0, {})
         self.at, self.started = at, 0
 
-    def _train(self, trial, arch, k, c, level):
+    def _train(self, trial, arch, k, c, level, setting=0):
         self.started += 1
         if self.started == self.at:
             trial.set_user_attr("trained_by", self.worker)

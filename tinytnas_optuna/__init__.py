@@ -16,6 +16,8 @@ _EXPORTS = {
     "architecture": "_space",
     "build_model": "_space",
     "HardwareBudget": "_budget",
+    "InputSpace": "_input",
+    "InputSetting": "_input",
     "HardwareProfile": "_hardware",
     "MeasurementError": "_hardware",
     "profile_model": "_hardware",
@@ -63,6 +65,8 @@ __all__ = [
     "HardwareAwarePruner",
     "HardwareBudget",
     "HardwareProfile",
+    "InputSetting",
+    "InputSpace",
     "MeasurementError",
     "PreparedData",
     "RetrainReport",
@@ -116,6 +120,7 @@ if TYPE_CHECKING:
         profile_model,
         profile_tflite,
     )
+    from tinytnas_optuna._input import InputSetting, InputSpace
     from tinytnas_optuna._networks import TrainedNetwork
     from tinytnas_optuna._objective import TinyTNASObjective
     from tinytnas_optuna._plots import plot_accuracy_vs_figures, plot_search_path, save_plots

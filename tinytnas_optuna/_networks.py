@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tinytnas_optuna._trial import trial_input
+
 if TYPE_CHECKING:
     import keras
     import optuna
@@ -43,6 +45,7 @@ class TrainedNetwork:
         value: Its validation metric there (on its own hold-out or fold).
         steps: Gradient steps its training ran.
         fold: The cross-validation fold it was trained without, or None (hold-out).
+        input: ``(decimate, window)`` of the input it was trained on (None: the recorded one).
     """
 
     trial: int
@@ -52,6 +55,7 @@ class TrainedNetwork:
     value: float
     steps: int
     fold: int | None = None
+    input: tuple[int, int] | None = None
 
     def model(self, input_shape: tuple[int, int], num_classes: int) -> keras.Model:
         """The Keras model with these weights.
@@ -78,7 +82,7 @@ class TrainedNetwork:
             0.9
         """
         meta = {"trial": self.trial, "k": self.k, "c": self.c, "value": self.value,
-                "steps": self.steps, "fold": self.fold}
+                "steps": self.steps, "fold": self.fold, "input": self.input}
         buffer = io.BytesIO()
         np.savez(buffer, meta=np.array(json.dumps(meta)),
                  **{f"w{i}": w for i, w in enumerate(self.weights)})
@@ -97,8 +101,9 @@ class TrainedNetwork:
         with np.load(io.BytesIO(data)) as arrays:
             meta = json.loads(str(arrays["meta"]))
             weights = [arrays[f"w{i}"] for i in range(len(arrays.files) - 1)]
+        pair = meta.get("input")
         return cls(meta["trial"], meta["k"], meta["c"], weights, meta["value"], meta["steps"],
-                   meta["fold"])
+                   meta["fold"], None if pair is None else (int(pair[0]), int(pair[1])))
 
 
 class NetworkKeeper:
@@ -146,18 +151,21 @@ class NetworkKeeper:
         with self._lock:
             return list(self._networks)
 
-    def best_of(self, k: int, c: int) -> TrainedNetwork | None:
-        """The best kept network of ``(k, c)`` (any fidelity), or None.
+    def best_of(self, k: int, c: int,
+                input: tuple[int, int] | None = None) -> TrainedNetwork | None:
+        """The best kept network of ``(k, c)`` on an input (any fidelity), or None.
 
         Args:
             k: Width.
             c: Cells.
+            input: ``(decimate, window)`` of its input (None: the recorded one).
 
         Returns:
             The network.
         """
         with self._lock:
-            return next((n for n in self._networks if (n.k, n.c) == (k, c)), None)
+            return next((n for n in self._networks
+                         if (n.k, n.c, n.input) == (k, c, input)), None)
 
 
 def upload_network(
@@ -186,7 +194,8 @@ def upload_network(
 
 
 def find_network(
-    study: optuna.Study, k: int, c: int, artifact_store: ArtifactStore
+    study: optuna.Study, k: int, c: int, artifact_store: ArtifactStore,
+    input: tuple[int, int] | None = None,
 ) -> TrainedNetwork | None:
     """The best stored network of ``(k, c)`` among the study's trials, read from the store.
 
@@ -195,6 +204,7 @@ def find_network(
         k: Width.
         c: Cells.
         artifact_store: Where the networks were stored.
+        input: ``(decimate, window)`` of its input (None: the recorded one).
 
     Returns:
         The network with the highest own validation value, or None when none was stored (or
@@ -203,7 +213,8 @@ def find_network(
     best: TrainedNetwork | None = None
     for trial in study.get_trials(deepcopy=False):
         artifact_id = trial.user_attrs.get(WEIGHTS_ARTIFACT)
-        if artifact_id is None or (trial.params.get("k"), trial.params.get("c")) != (k, c):
+        if artifact_id is None or (trial.params.get("k"), trial.params.get("c"),
+                                   trial_input(trial)) != (k, c, input):
             continue
         try:
             with artifact_store.open_reader(artifact_id) as reader:

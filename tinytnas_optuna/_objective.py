@@ -24,6 +24,7 @@ from tinytnas_optuna._clock import SearchClock
 from tinytnas_optuna._folds import epochs_after, pooled_curve, upper_bound
 from tinytnas_optuna._gate import check_reachable, measure, record_figures
 from tinytnas_optuna._hardware._types import MeasurementError
+from tinytnas_optuna._input import InputSetting, InputSpace
 from tinytnas_optuna._networks import NetworkKeeper, TrainedNetwork, kept_weights, upload_network
 from tinytnas_optuna._recovery import (
     claim,
@@ -63,6 +64,7 @@ from tinytnas_optuna._trial import (
     FIDELITY,
     FINISHED,
     FOLDS,
+    INPUT,
     INTERRUPTED,
     LEVEL,
     PARAMS,
@@ -163,6 +165,10 @@ class TinyTNASObjective:
             normalisation folded at export, augmentation, label smoothing; default
             :data:`~tinytnas_optuna._training.DEFAULT_RECIPE`, chosen by measurement: see
             ``docs/search.md``). Recorded with the search.
+        input_space: Input settings to search as well (:class:`~tinytnas_optuna.InputSpace`:
+            decimation factors and window lengths): each candidate is (input, ``k``, ``c``), its
+            figures measured on its own int8 model; the trial gets the params ``decimate`` and
+            ``window``. None (default): the series as given.
     """
 
     def __init__(
@@ -190,6 +196,7 @@ class TinyTNASObjective:
         recipe: Recipe | None = None,
         artifact_dir: str | Path | None = None,
         class_names: Sequence[str] | None = None,
+        input_space: InputSpace | None = None,
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -201,12 +208,18 @@ class TinyTNASObjective:
         if not isinstance(budget, HardwareBudget):
             raise TypeError("budget must be a HardwareBudget")
         self.seed = DEFAULT_SEED if seed is None else int(seed)
-        self.data = prepare_data(train, val, groups=groups, val_fraction=val_fraction,
-                                 seed=self.seed)
-        self.class_names = check_class_names(class_names, self.data.num_classes)
         # The raw inputs, for the final model (retrain_best prepares them the same way).
         self._inputs = {"train": train, "val": val, "groups": groups,
                         "val_fraction": val_fraction}
+        self._prepared: dict[int, PreparedData] = {}
+        self.input_space = input_space
+        #: The input settings searched (None: the recorded input only); index 0 first.
+        self.settings: list[InputSetting] | None = None
+        if input_space is not None:
+            self.settings = input_space.settings(int(np.asarray(train[0]).shape[1]))
+        #: The data as the first input setting gives it (the recorded data without a space).
+        self.data = self.data_for(0)
+        self.class_names = check_class_names(class_names, self.data.num_classes)
         self.budget = budget
         if budget.latency_ms is not None:
             # Found in the cache, or built now (once per machine, about 2 min per core): a missing
@@ -261,6 +274,47 @@ class TinyTNASObjective:
         CONVERTER.start()
         TFLM.start()
 
+    def data_for(self, setting: int) -> PreparedData:
+        """The data of an input setting, prepared once (same split or folds for every setting:
+        they depend on the labels, groups and seed only).
+
+        Args:
+            setting: Index into :attr:`settings` (0 without an input space).
+
+        Returns:
+            The :class:`~tinytnas_optuna._validation.PreparedData`.
+        """
+        if setting not in self._prepared:
+            train, val = self._inputs["train"], self._inputs["val"]
+            if self.settings is not None:
+                chosen = self.settings[setting]
+                train = (chosen.apply(train[0]), train[1])
+                val = None if val is None else (chosen.apply(val[0]), val[1])
+            self._prepared[setting] = prepare_data(
+                train, val, groups=self._inputs["groups"],
+                val_fraction=self._inputs["val_fraction"], seed=self.seed)
+        return self._prepared[setting]
+
+    def input_of(self, setting: int) -> tuple[int, int] | None:
+        """``(decimate, window)`` of an input setting (None without an input space)."""
+        if self.settings is None:
+            return None
+        chosen = self.settings[setting]
+        return chosen.decimate, int(chosen.window or self.recorded_shape[0])
+
+    def input_shape_of(self, setting: int) -> tuple[int, int]:
+        """``(length, channels)`` a model of an input setting takes."""
+        shape = self.recorded_shape
+        if self.settings is None:
+            return shape
+        return self.settings[setting].length(shape[0]), shape[1]
+
+    @property
+    def recorded_shape(self) -> tuple[int, int]:
+        """``(length, channels)`` of the series as given."""
+        x = np.asarray(self._inputs["train"][0])
+        return int(x.shape[1]), int(x.shape[2]) if x.ndim == 3 else 1
+
     def __getstate__(self) -> dict[str, Any]:
         # Pickled into the worker processes of a parallel search: what is per process (the
         # study bound here, the networks kept, the pool) starts anew there.
@@ -294,7 +348,8 @@ class TinyTNASObjective:
             epochs=settings.epochs, seed=settings.seed, val_fraction=settings.val_fraction,
             metric=settings.metric, k_range=settings.k_range, c_range=settings.c_range,
             batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-            int8_io=settings.int8_io, recipe=settings.recipe, **kwargs)
+            int8_io=settings.int8_io, recipe=settings.recipe, input_space=settings.input_space,
+            **kwargs)
 
     @property
     def artifact_dir(self) -> Path | None:
@@ -332,10 +387,12 @@ class TinyTNASObjective:
         """
         return SearchSpec(
             **self._fingerprints, budget=self.budget.to_dict(),
-            input_shape=[int(n) for n in self.data.input_shape],
+            input_shape=[int(n) for n in self.recorded_shape],
             label_map=np.asarray(self.data.classes).tolist(), seed=self.seed,
             metric=self.metric, k_range=list(self.k_range), c_range=list(self.c_range),
             int8_io=self.int8_io, sampler=sampler_name(sampler), recipe=self.recipe.to_dict(),
+            input_settings=(None if self.input_space is None
+                            else self.input_space.to_list(self.recorded_shape[0])),
             **self._given,
         )
 
@@ -518,7 +575,8 @@ class TinyTNASObjective:
         best = summarize(study).best
         kwargs = {"timeout": timeout, "seed": self.seed, "metric": self.metric,
                   "int8_io": self.int8_io, "artifact_store": self.artifact_store,
-                  "candidate": None if best is None else self.networks.best_of(best.k, best.c),
+                  "candidate": None if best is None else self.networks.best_of(
+                      best.k, best.c, best.input),
                   "pool": self.pool, **kwargs}
         try:
             return retrain_best(study, self._inputs["train"], val=self._inputs["val"],
@@ -536,20 +594,22 @@ class TinyTNASObjective:
             ValueError: Naming the smallest figures found.
         """
         check_reachable(self.budget, k_range=self.k_range, c_range=self.c_range,
-                        input_shape=self.data.input_shape, num_classes=self.data.num_classes,
+                        input_shape=self.input_shape_of(len(self.settings or [None]) - 1),
+                        num_classes=self.data.num_classes,
                         int8_io=self.int8_io)
 
-    def architecture(self, k: int, c: int) -> Architecture:
-        """The network ``(k, c)`` builds for this data.
+    def architecture(self, k: int, c: int, setting: int = 0) -> Architecture:
+        """The network ``(k, c)`` builds for this data on an input setting.
 
         Args:
             k: Width.
             c: Cells.
+            setting: Index into :attr:`settings` (0 without an input space).
 
         Returns:
             The :class:`Architecture`.
         """
-        return architecture(k, c, self.data.input_shape, self.data.num_classes)
+        return architecture(k, c, self.input_shape_of(setting), self.data.num_classes)
 
     def profile(self, arch: Architecture) -> HardwareProfile:
         """Figures of a candidate (:func:`~tinytnas_optuna._gate.measure`): exact analytic MACs
@@ -584,6 +644,7 @@ class TinyTNASObjective:
         self._record_bound(study)
         k = trial.suggest_int("k", *self.k_range, log=True)
         c = trial.suggest_int("c", *self.c_range)
+        setting = self._suggest_input(trial)
         system = trial.storage.get_trial_system_attrs(trial._trial_id)
         level = int(system.get(LEVEL, 0))
         trial.set_user_attr(PHASE, system.get(SAMPLER_PHASE, "search"))
@@ -591,7 +652,7 @@ class TinyTNASObjective:
         self._study = trial.study
         self.clock.refresh(self._reserve)
         self._stop_if_out_of_time(trial)
-        arch = self.architecture(k, c)
+        arch = self.architecture(k, c, setting)
         trial.set_user_attr(WIDTHS, list(arch.widths) + [arch.dense])
 
         try:
@@ -607,10 +668,32 @@ class TinyTNASObjective:
 
         reused = reuse_identical(trial, list(arch.widths) + [arch.dense], self.fidelity(level),
                                  base=self.fidelity(0), revisit=bool(system.get(FINISHED)),
-                                 check_time=self._stop_if_out_of_time)
+                                 check_time=self._stop_if_out_of_time,
+                                 input_setting=self._input_attr(setting))
         if reused is not None:
             return reused
-        return self._train(trial, arch, k, c, level)
+        return self._train(trial, arch, k, c, level, setting)
+
+    def _input_attr(self, setting: int) -> dict[str, int] | None:
+        """The ``input`` user attr of a setting's trials (None without an input space)."""
+        pair = self.input_of(setting)
+        if pair is None:
+            return None
+        return {"decimate": pair[0], "window": pair[1],
+                "length": self.input_shape_of(setting)[0]}
+
+    def _suggest_input(self, trial: optuna.Trial) -> int:
+        """Suggest the input setting (with an input space) and record it; its index."""
+        if self.settings is None:
+            return 0
+        recorded = self.recorded_shape[0]
+        decimate = trial.suggest_categorical(
+            "decimate", sorted({s.decimate for s in self.settings}))
+        window = trial.suggest_categorical(
+            "window", sorted({int(s.window or recorded) for s in self.settings}, reverse=True))
+        setting = self.settings.index(InputSetting(int(decimate), int(window)))
+        trial.set_user_attr(INPUT, self._input_attr(setting))
+        return setting
 
     def _keep(self, trial: optuna.Trial, network: TrainedNetwork) -> None:
         """Keep a trained network for the final model: in memory, and as an artifact."""
@@ -670,13 +753,15 @@ class TinyTNASObjective:
             stop_search(trial.study, "interrupted" if self.clock.stopped else "time bound")
             raise optuna.TrialPruned("time bound reached before training")
 
-    def _train(self, trial: optuna.Trial, arch: Architecture, k: int, c: int, level: int) -> float:
+    def _train(self, trial: optuna.Trial, arch: Architecture, k: int, c: int, level: int,
+               setting: int = 0) -> float:
         import keras
 
         from tinytnas_optuna._space import build_model
         from tinytnas_optuna._training import train
 
-        splits = self.data.splits()
+        data = self.data_for(setting)
+        splits = data.splits()
         schedule = self.schedule_for(level)
         holdout = len(splits) == 1
         pruned = {"flag": False, "bound": False}
@@ -703,7 +788,7 @@ class TinyTNASObjective:
         results: list[TrainResult] = []
         for fold, split in enumerate(splits):
             keras.utils.set_random_seed(seed + fold)  # before building: the initial weights
-            model = build_model(k, c, self.data.input_shape, self.data.num_classes,
+            model = build_model(k, c, data.input_shape, data.num_classes,
                                 batch_norm=self.recipe.batch_norm)
             result = train(
                 model, split, schedule, seed=seed + fold, stop=self.out_of_time,
@@ -732,14 +817,14 @@ class TinyTNASObjective:
         kept = kept_weights([(r.best_weights, r.best_value) for r in results])
         if curve and kept is not None and self.on_trained is not None:
             # The family's network at its best point: what the final model may fall back on.
-            network = build_model(k, c, self.data.input_shape, self.data.num_classes)
+            network = build_model(k, c, data.input_shape, data.num_classes)
             network.set_weights(kept[0])
-            self.on_trained(trial, network, self.data)
+            self.on_trained(trial, network, data)
         if kept is not None:
             weights, value, fold = kept
             self._keep(trial, TrainedNetwork(trial.number, k, c, weights, value,
-                                             results[fold].steps,
-                                             None if holdout else fold))
+                                             results[fold].steps, None if holdout else fold,
+                                             self.input_of(setting)))
         if any(r.cut for r in results):
             trial.set_user_attr(INTERRUPTED, True)
             stop_search(trial.study, "interrupted" if self.clock.stopped else "time bound")

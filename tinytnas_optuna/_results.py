@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import TrialState
 
 from tinytnas_optuna._budget import FIGURES
-from tinytnas_optuna._sampler import TinyTNASSampler
+from tinytnas_optuna._sampler import TinyTNASSampler, input_settings
 from tinytnas_optuna._study import RunRecord, SearchSpec
 from tinytnas_optuna._trial import (
     CANDIDATE,
@@ -144,6 +144,8 @@ class SearchSummary:
         else:
             b = self.best
             runs = f", mean of {b.runs} trainings" if b.runs > 1 else ""
+            if b.input is not None:
+                runs += f", input 1/{b.input[0]} rate, window {b.input[1]} samples"
             lines.append(
                 f"Best: k={b.k}, c={b.c}, {self.metric}={b.value:.4f}{runs}, RAM {b.ram:,} B, "
                 f"flash {b.flash:,} B, {b.macs:,} MAC (trial {b.trial})"
@@ -170,15 +172,20 @@ class SearchSummary:
 def _table(rows: list[CandidateRecord], metric: str) -> str:
     # A latency column only for searches with a latency budget (the figure is measured then).
     latency = any(r.latency_ms is not None for r in rows)
-    head = f"{'trial':>5} {'k':>5} {'c':>2} {'phase':<7} {'state':<11} {metric[:8]:>8} " \
+    # An input column (decimation/window) only for searches with an input space.
+    inputs = any(r.input is not None for r in rows)
+    head = f"{'trial':>5} " + (f"{'input':>9} " if inputs else "") + \
+           f"{'k':>5} {'c':>2} {'phase':<7} {'state':<11} {metric[:8]:>8} " \
            f"{'RAM B':>8} {'flash B':>8} {'MAC':>9} " + (f"{'ms':>6} " if latency else "") + \
            f"{'figures':<9} {'epochs':>6} {'sec':>6}"
     out = [head, "-" * len(head)]
     for r in sorted(rows, key=lambda r: r.trial):
         value = "" if r.value is None else f"{r.value:.4f}"
         ms = "" if r.latency_ms is None else f"{r.latency_ms:.2f}"
+        shown = "" if r.input is None else f"/{r.input[0]} {r.input[1]}"
         out.append(
-            f"{r.trial:>5} {r.k:>5} {r.c:>2} {r.phase or '':<7} {r.state:<11} {value:>8} "
+            f"{r.trial:>5} " + (f"{shown:>9} " if inputs else "")
+            + f"{r.k:>5} {r.c:>2} {r.phase or '':<7} {r.state:<11} {value:>8} "
             f"{_n(r.ram):>8} {_n(r.flash):>8} {_n(r.macs):>9} " + (f"{ms:>6} " if latency else "")
             + f"{r.figures_method or '':<9} {r.epochs:>6} {r.seconds:>6.1f}"
         )
@@ -318,15 +325,23 @@ def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) ->
         sampler = TinyTNASSampler() if spec is None else TinyTNASSampler(
             k_range=tuple(spec.k_range), c_range=tuple(spec.c_range),  # type: ignore[arg-type]
             refine=spec.sampler != "tinytnas-paper")
-    replay = sampler.replay(study)
+    settings = input_settings(study)
+    # One greedy per input setting (the first input's is the paper's; the others start at
+    # its best): the path shown is the first one's.
+    replays = [sampler.replay(study, i) for i in range(len(settings or [None]))]
     if any(CANDIDATE in t.system_attrs for t in trials):
-        path = replay.accepted
-        finished = replay.finished
-        if not sampler.refine and replay.best is not None:
+        path = replays[0].accepted
+        finished = all(r.finished for r in replays)
+        if not sampler.refine:
             # The paper's greedy answers with its replay's best, whatever extra (speculative)
-            # trainings other workers added: the one-worker search's answer.
-            best = best_candidate([r for r in records if r.candidate == replay.best
-                                   and r.level == 0])
+            # trainings other workers added: the one-worker search's answer (per input, the
+            # best of them).
+            bests = [best_candidate([r for r in records if r.candidate == replay.best
+                                     and r.level == 0 and r.input == _input_of(settings, i)])
+                     for i, replay in enumerate(replays) if replay.best is not None]
+            bests = [b for b in bests if b is not None]
+            if bests:
+                best = max(bests, key=lambda b: (b.value, -b.trial))
     else:  # another sampler: the path is each improvement of the best, in trial order
         path, top = [], -math.inf
         for r in sorted(scored, key=lambda r: r.trial):
@@ -351,6 +366,11 @@ def summarize(study: optuna.Study, *, sampler: TinyTNASSampler | None = None) ->
     return SearchSummary(metric, best, len(trained), path, finished, trained, infeasible,
                          smallest, other, chance, study.user_attrs.get("validation"), above,
                          phase_times(trials), study.user_attrs.get("final"), plateau)
+
+
+def _input_of(settings: list[list[int]] | None, setting: int) -> tuple[int, int] | None:
+    """The ``(decimate, window)`` of a setting index (None: the recorded input only)."""
+    return None if settings is None else (settings[setting][0], settings[setting][1])
 
 
 def never_left_chance(trial: optuna.trial.FrozenTrial, chance: float, n_val: int) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tinytnas_optuna._errors import MeasurementError
+from tinytnas_optuna._input import InputSetting
 from tinytnas_optuna._quantise import Quantised, int8_labels, quantise
 from tinytnas_optuna._training import (
     RESTARTS,
@@ -93,6 +94,9 @@ class RetrainReport:
             (``"on"``: ``"validation"`` or ``"training series"``) and their int8 figures
             there (``"final_training"``, ``"search_network"``); None when there was no choice.
         phase_seconds: Wall seconds of ``"train"``, ``"quantise"`` and ``"export"``.
+        input: The input the model takes: ``decimate``, ``window`` (samples at the recorded
+            rate: the newest ones), ``length`` (samples the model sees) and ``searched`` (whether
+            the search chose it from an input space).
     """
 
     k: int
@@ -128,6 +132,7 @@ class RetrainReport:
     model_reason: str | None = None
     comparison: dict[str, Any] | None = None
     phase_seconds: dict[str, float] | None = None
+    input: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -147,6 +152,9 @@ class RetrainReport:
                     f"steps, val {self.best_val:.4f}, {self.seconds:.0f} s\n")
         if self.model_reason:
             made += f"Why: {self.model_reason}\n"
+        if self.input and self.input.get("searched"):
+            made += (f"Input: the newest {self.input['window']} samples at the recorded rate, "
+                     f"decimated by {self.input['decimate']}: {self.input['length']} samples\n")
         return (
             made + val +
             f"On {self.evaluated_on}: float accuracy {self.float_accuracy:.4f} "
@@ -261,6 +269,14 @@ def retrain_best(
     if summary.best is None:
         raise ValueError("the study has no feasible trained candidate to retrain")
     k, c = summary.best.k, summary.best.c
+    # With an input space, the model takes the input its candidate was searched on: every
+    # array is what a device at that setting would buffer (as the search saw it).
+    chosen_input = summary.best.input
+    if chosen_input is not None:
+        setting = InputSetting(*chosen_input)
+        train = (setting.apply(train[0]), train[1])
+        val = None if val is None else (setting.apply(val[0]), val[1])
+        test = None if test is None else (setting.apply(test[0]), test[1])
     data = prepare_data(train, val, groups=groups, val_fraction=val_fraction, seed=seed)
     class_names = check_class_names(class_names, data.num_classes)
     # Checked before minutes of training, not after.
@@ -287,10 +303,12 @@ def retrain_best(
     if candidate is None and artifact_store is not None:
         from tinytnas_optuna._networks import find_network
 
-        candidate = find_network(study, k, c, artifact_store)
-    if candidate is not None and (candidate.k, candidate.c) != (k, c):
-        raise ValueError(f"the network given is k={candidate.k}, c={candidate.c}; the search's "
-                         f"best is k={k}, c={c}")
+        candidate = find_network(study, k, c, artifact_store, chosen_input)
+    if candidate is not None and (candidate.k, candidate.c, candidate.input) != (
+            k, c, chosen_input):
+        raise ValueError(f"the network given is k={candidate.k}, c={candidate.c} on input "
+                         f"{candidate.input}; the search's best is k={k}, c={c} on "
+                         f"{chosen_input}")
     phases: dict[str, float] = {}
     clock = time.monotonic()
     # The search's own network first: whatever happens next, it is ready to export.
@@ -301,7 +319,7 @@ def retrain_best(
                                  seed=seed, int8_io=int8_io, deadline=deadline)
         except MeasurementError:  # its conversion failed: the final training must do
             candidate = None
-    estimate = _restart_estimate(study, k, c, schedule, holdout)
+    estimate = _restart_estimate(study, k, c, schedule, holdout, chosen_input)
     if (steps is None and epochs is None and deadline is not None and estimate
             and candidate is not None):
         schedule, estimate = _fit_schedule(schedule, estimate, deadline - time.monotonic(),
@@ -344,6 +362,7 @@ def retrain_best(
         holdout=holdout, validation="holdout" if holdout else summary.validation or "k-fold",
         class_names=class_names, started=started, target=target,
         model_source=source, model_reason=reason, comparison=comparison, phases=phases,
+        input_setting=chosen_input,
     )
     record_final(study, report, out_dir)
     return report
@@ -357,17 +376,20 @@ def _candidate_run(candidate: TrainedNetwork, data: PreparedData) -> dict[str, A
 
 
 def _restart_estimate(
-    study: optuna.Study, k: int, c: int, schedule: Schedule, holdout: bool
+    study: optuna.Study, k: int, c: int, schedule: Schedule, holdout: bool,
+    chosen_input: tuple[int, int] | None = None,
 ) -> float | None:
-    """Seconds one final restart should take, from the search's trainings of ``(k, c)``.
+    """Seconds one final restart should take, from the search's trainings of ``(k, c)`` on
+    its input.
 
     Returns:
         The estimate (:func:`restart_seconds`), or None when the search measured no speed.
     """
-    from tinytnas_optuna._trial import EVAL_SECONDS, PARAMS, STEP_SECONDS
+    from tinytnas_optuna._trial import EVAL_SECONDS, PARAMS, STEP_SECONDS, trial_input
 
     timed = [t for t in study.get_trials(deepcopy=False)
              if (t.params.get("k"), t.params.get("c")) == (k, c)
+             and trial_input(t) == chosen_input
              and t.user_attrs.get(STEP_SECONDS) and t.user_attrs.get(PARAMS)]
     if not timed:
         return None
@@ -595,7 +617,7 @@ def _report(
     steps: int, restarts_run: int, best_val: float, holdout: bool, validation: str,
     class_names: list[str] | None, started: float, target: dict[str, Any] | None,
     model_source: str, model_reason: str | None, comparison: dict[str, Any] | None,
-    phases: dict[str, float],
+    phases: dict[str, float], input_setting: tuple[int, int] | None = None,
 ) -> RetrainReport:
     """Score the exported model, write its files (:mod:`tinytnas_optuna._export`) and
     ``report.json``; return the report."""
@@ -610,7 +632,7 @@ def _report(
     files = write_firmware_files(
         out, model_bytes, arena_bytes=arena, input_shape=data.input_shape,
         operators=profile.operators, mean=data.mean, std=data.std, classes=data.classes,
-        class_names=class_names, name="tinytnas_model",
+        class_names=class_names, name="tinytnas_model", input_setting=input_setting,
     )
     int8_acc = score(y_eval, int8_pred, "accuracy", n)
     majority = chance_rate(y_eval, "accuracy", n)
@@ -639,9 +661,18 @@ def _report(
         model_source=model_source, model_reason=model_reason, comparison=comparison,
         phase_seconds={**{k_: round(v, 1) for k_, v in phases.items()},
                        "export": round(time.monotonic() - export_started, 1)},
+        input=_input_report(input_setting, data.input_shape[0]),
     )
     write_report(out, report.to_dict())
     return report
+
+
+def _input_report(input_setting: tuple[int, int] | None, length: int) -> dict[str, Any]:
+    """What the model takes: ``decimate``, ``window`` (samples at the recorded rate), and
+    ``length`` (samples the model sees)."""
+    decimate, window = input_setting or (1, length)
+    return {"decimate": int(decimate), "window": int(window), "length": int(length),
+            "searched": input_setting is not None}
 
 
 def _plain(value: Any) -> Any:

@@ -18,6 +18,7 @@ from tinytnas_optuna._trial import (
     EPOCHS,
     FIDELITY,
     FOLDS,
+    INPUT,
     INTERRUPTED,
     REUSED_FROM,
     WIDTHS,
@@ -30,7 +31,7 @@ POLL_SECONDS = 0.5
 
 def reuse_identical(
     trial: optuna.Trial, widths: list[int], fidelity: str, *, base: str, revisit: bool,
-    check_time: Callable[[optuna.Trial], None],
+    check_time: Callable[[optuna.Trial], None], input_setting: dict | None = None,
 ) -> float | None:
     """Reuse the value of an earlier trial of the same training; wait while it is running.
 
@@ -42,6 +43,8 @@ def reuse_identical(
         revisit: The sampler found the search finished and revisits its best, whose value may
             come from a pruned training (its best point): never trained again.
         check_time: Called while waiting; raises ``TrialPruned`` when the search's time is up.
+        input_setting: Its input (the ``input`` user attr; None: the recorded input): the same
+            widths on another input are another network.
 
     Returns:
         The earlier value (the trial records ``reused_from``), or None: train it.
@@ -51,6 +54,7 @@ def reuse_identical(
         earlier = [
             t for t in storage.get_all_trials(study_id, deepcopy=False)
             if t.number < trial.number and t.user_attrs.get(WIDTHS) == widths
+            and t.user_attrs.get(INPUT) == input_setting
             and t.user_attrs.get(FIDELITY, base) == fidelity
         ]
         # A re-ranking cut by the time bound is not that training: it is trained again.

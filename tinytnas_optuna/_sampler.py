@@ -15,25 +15,29 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from tinytnas_optuna import _greedy, _refine
+from tinytnas_optuna._greedy import Candidate
 from tinytnas_optuna._recovery import claim, fail_dead_trials
 from tinytnas_optuna._space import C_RANGE, K_RANGE
 from tinytnas_optuna._study import SAMPLERS, stop_search
 from tinytnas_optuna._trial import (
     CANDIDATE,
     FINISHED,
+    INPUT_SETTINGS,
     INTERRUPTED,
     LEVEL,
     SAMPLER_PHASE,
+    SETTING,
     search_result,
     trial_candidate,
     trial_level,
+    trial_setting,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
     from optuna.study import Study
 
 _PARAMS = ("k", "c")
+#: The input setting's parameters (with an input space): ``settings[i]`` is ``[decimate, window]``.
+_INPUT_PARAMS = ("decimate", "window")
 
 
 def _check_single_maximize(study: Study, *, strict: bool) -> None:
@@ -147,13 +153,16 @@ class TinyTNASSampler(BaseSampler):
     # -- the search state, rebuilt from the storage ------------------------------------------
 
     def known_results(
-        self, trials: Sequence[FrozenTrial], *, exclude: int | None = None
+        self, trials: Sequence[FrozenTrial], *, exclude: int | None = None, setting: int = 0,
+        settings: list[list[int]] | None = None,
     ) -> tuple[dict[_greedy.Candidate, _greedy.Result], set[_greedy.Candidate]]:
         """Turn trials into the greedy search's known results and running candidates.
 
         Args:
             trials: The study's trials (any order).
             exclude: A trial number to leave out (the trial being sampled).
+            setting: The input setting whose greedy it is (0: the first, or the only one).
+            settings: The study's input settings (:data:`~tinytnas_optuna._trial.INPUT_SETTINGS`).
 
         Returns:
             ``(results, running)``: the first result of each candidate in trial order, and the
@@ -164,7 +173,8 @@ class TinyTNASSampler(BaseSampler):
         failures: Counter[_greedy.Candidate] = Counter()
         for t in sorted(trials, key=lambda t: t.number):
             cand = trial_candidate(t)
-            if cand is None or t.number == exclude or trial_level(t) != 0:
+            if (cand is None or t.number == exclude or trial_level(t) != 0
+                    or trial_setting(t, settings) != setting):
                 continue
             if t.state == TrialState.RUNNING:
                 running.add(cand)
@@ -182,49 +192,96 @@ class TinyTNASSampler(BaseSampler):
                 results[cand] = -1.0
         return results, running
 
-    def replay(self, study: Study) -> _greedy.Replay:
+    def replay(self, study: Study, setting: int = 0) -> _greedy.Replay:
         """Replay the greedy search over the study's recorded trials.
 
         Args:
             study: The study.
+            setting: The input setting whose greedy to replay (0: the first input, where the
+                paper's greedy runs; the others start at its best).
 
         Returns:
             The :class:`~tinytnas_optuna._greedy.Replay` (path, best, next candidate needed).
         """
-        results, _ = self.known_results(study._storage.get_all_trials(study._study_id))
+        trials = study._storage.get_all_trials(study._study_id)
+        settings = input_settings(study)
+        results, _ = self.known_results(trials, setting=setting, settings=settings)
         return _greedy.replay(results, k_range=self._k_range, c_range=self._c_range,
-                              start=self._start)
+                              start=self._start_of(trials, setting, settings))
 
-    def _frontier(self, trials: Sequence[FrozenTrial], exclude: int | None) -> tuple[
-        list[_greedy.Candidate], set[_greedy.Candidate], dict[_greedy.Candidate, _greedy.Result]
+    def _start_of(self, trials: Sequence[FrozenTrial], setting: int,
+                  settings: list[list[int]] | None, exclude: int | None = None) -> Candidate:
+        """Where a setting's greedy starts: the paper's start on the first input; on the
+        others, the first input's greedy best (a shorter or slower input makes wider networks
+        fit, and the greedy's doubling of ``k`` climbs there in a few trainings)."""
+        if setting == 0:
+            return self._start
+        results, _ = self.known_results(trials, exclude=exclude, settings=settings)
+        best = _greedy.replay(results, k_range=self._k_range, c_range=self._c_range,
+                              start=self._start).best
+        return best or self._start
+
+    def _frontier(self, trials: Sequence[FrozenTrial], exclude: int | None,
+                  settings: list[list[int]] | None) -> tuple[
+        list[tuple[int, Candidate]], set[tuple[int, Candidate]]
     ]:
-        results, running = self.known_results(trials, exclude=exclude)
-        order = _greedy.frontier(results, running, k_range=self._k_range,
-                                 c_range=self._c_range, start=self._start)
-        return order, running, results
+        """The greedy candidates the search needs next, ``(setting, candidate)`` in priority
+        order, and those other trials train now. The other settings' greedies start once the
+        first input's has ended (they start at its best)."""
+        order: list[tuple[int, Candidate]] = []
+        running: set[tuple[int, Candidate]] = set()
+        for setting in range(len(settings or [None])):
+            if setting > 0 and any(s == 0 for s, _ in order):
+                break  # the first input's greedy has not ended: its best is not known
+            results, busy = self.known_results(trials, exclude=exclude, setting=setting,
+                                               settings=settings)
+            start = self._start_of(trials, setting, settings, exclude)
+            order += [(setting, c) for c in _greedy.frontier(
+                results, busy, k_range=self._k_range, c_range=self._c_range, start=start)]
+            running |= {(setting, c) for c in busy}
+        return order, running
 
-    def refinement(self, trials: Sequence[FrozenTrial], *,
-                   exclude: int | None = None) -> _refine.Pick | None:
+    def refinement(self, trials: Sequence[FrozenTrial], *, exclude: int | None = None,
+                   settings: list[list[int]] | None = None) -> Next | None:
         """The refinement's next training given the trials, or None when nothing is left.
+
+        With several input settings, the refinement works on the input whose best estimate is
+        the highest (its re-rankings and neighbours); the greedies of every input have ended.
 
         Args:
             trials: The study's trials (the greedy must have ended).
             exclude: A trial number to leave out (the trial being sampled).
+            settings: The study's input settings.
 
         Returns:
-            The :class:`~tinytnas_optuna._refine.Pick`, or None (also when ``refine`` is off or
+            The :class:`Next` training, or None (also when ``refine`` is off or
             ``refine_trials`` is reached).
         """
         if not self.refine:
             return None
-        runs, infeasible, busy, failures, refining = self._refinement_state(trials, exclude)
+        setting = self._best_setting(trials, exclude, settings)
+        runs, infeasible, busy, failures, refining = self._refinement_state(
+            trials, exclude, setting, settings)
         if self._refine_trials is not None and refining >= self._refine_trials:
             return None
         tried = {key for key, n in failures.items() if n > self._max_retries}
-        return _refine.next_refinement(runs, infeasible, tried=tried, busy=busy,
+        pick = _refine.next_refinement(runs, infeasible, tried=tried, busy=busy,
                                        k_range=self._k_range, c_range=self._c_range)
+        return None if pick is None else Next(setting, *pick)
 
-    def _refinement_state(self, trials: Sequence[FrozenTrial], exclude: int | None) -> tuple[
+    def _best_setting(self, trials: Sequence[FrozenTrial], exclude: int | None,
+                      settings: list[list[int]] | None) -> int:
+        """The input setting with the best estimate of any candidate (0 when none is known)."""
+        best, chosen = -float("inf"), 0
+        for setting in range(len(settings or [None])):
+            runs = self._refinement_state(trials, exclude, setting, settings)[0]
+            top = max(_refine.estimates(runs).values(), default=-float("inf"))
+            if top > best:
+                best, chosen = top, setting
+        return chosen
+
+    def _refinement_state(self, trials: Sequence[FrozenTrial], exclude: int | None,
+                          setting: int = 0, settings: list[list[int]] | None = None) -> tuple[
         dict[_greedy.Candidate, dict[int, float]], set[_greedy.Candidate],
         set[tuple[_greedy.Candidate, int]], Counter[tuple[_greedy.Candidate, int]], int,
     ]:
@@ -239,10 +296,12 @@ class TinyTNASSampler(BaseSampler):
             cand = trial_candidate(t)
             if cand is None or t.number == exclude:
                 continue
-            level = trial_level(t)
             # A failed training (a crash) is redone, not counted against refine_trials.
             refining += (t.system_attrs.get(SAMPLER_PHASE) in ("refine", "rerank")
                          and t.state != TrialState.FAIL)
+            if trial_setting(t, settings) != setting:
+                continue
+            level = trial_level(t)
             if t.state == TrialState.RUNNING:
                 busy.add((cand, level))
                 continue
@@ -281,12 +340,16 @@ class TinyTNASSampler(BaseSampler):
         """
         cand, level = trial_candidate(trial), trial_level(trial)
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        settings = input_settings(study)
+        setting = trial_setting(trial, settings)
         if trial.system_attrs.get(SAMPLER_PHASE) == "greedy":
-            results, _ = self.known_results(trials, exclude=trial.number)
+            results, _ = self.known_results(trials, exclude=trial.number, setting=setting,
+                                            settings=settings)
+            start = self._start_of(trials, setting, settings, trial.number)
             best = _greedy.replay(results, k_range=self._k_range, c_range=self._c_range,
-                                  start=self._start).best_accuracy
+                                  start=start).best_accuracy
             return None if best < 0 else best
-        runs = self._refinement_state(trials, trial.number)[0]
+        runs = self._refinement_state(trials, trial.number, setting, settings)[0]
         est = _refine.estimates({c: v for c, v in runs.items() if c != cand})
         if not est:
             return None
@@ -328,35 +391,41 @@ class TinyTNASSampler(BaseSampler):
 
     def _assign(self, study: Study, trial: FrozenTrial) -> None:
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        order, running, results = self._frontier(trials, trial.number)
+        settings = input_settings(study)
+        order, running = self._frontier(trials, trial.number, settings)
         level, phase = 0, "greedy"
-        pick = None if order else self.refinement(trials, exclude=trial.number)
+        pick = None if order else self.refinement(trials, exclude=trial.number,
+                                                  settings=settings)
         if order:
-            free = [cand for cand in order if cand not in running]
-            early = None if free else self._rerank_meanwhile(trials, trial.number)
+            free = [item for item in order if item not in running]
+            early = None if free else self._rerank_meanwhile(trials, trial.number, settings)
             if free:
-                cand = free[0]
+                setting, cand = free[0]
             elif early is not None:
-                cand, level, phase = early
+                setting, cand, level, phase = early
             else:
                 # All candidates the search could need are in training elsewhere: take the
                 # first; the objective waits for that result instead of training it twice.
-                cand = order[0]
+                setting, cand = order[0]
         elif pick is not None:
-            cand, level, phase = pick
+            setting, cand, level, phase = pick
         else:
             # Finished (another worker completed it): revisit the best; the objective reuses its
             # result without training, and after_trial stops this worker.
+            setting = self._best_setting(trials, trial.number, settings)
+            results, _ = self.known_results(trials, exclude=trial.number, setting=setting,
+                                            settings=settings)
             best = _greedy.replay(results, k_range=self._k_range, c_range=self._c_range,
-                                  start=self._start).best
+                                  start=self._start_of(trials, setting, settings)).best
             cand = best or self._start
             study._storage.set_trial_system_attr(trial._trial_id, FINISHED, True)
+        study._storage.set_trial_system_attr(trial._trial_id, SETTING, setting)
         study._storage.set_trial_system_attr(trial._trial_id, LEVEL, level)
         study._storage.set_trial_system_attr(trial._trial_id, SAMPLER_PHASE, phase)
         study._storage.set_trial_system_attr(trial._trial_id, CANDIDATE, list(cand))
 
-    def _rerank_meanwhile(self, trials: Sequence[FrozenTrial],
-                          exclude: int) -> _refine.Pick | None:
+    def _rerank_meanwhile(self, trials: Sequence[FrozenTrial], exclude: int,
+                          settings: list[list[int]] | None) -> Next | None:
         """A re-ranking to train while every candidate the greedy needs is trained elsewhere.
 
         Rather than wait for another worker's result, a worker re-ranks one of the best
@@ -364,7 +433,7 @@ class TinyTNASSampler(BaseSampler):
         greedy reads only level-0 results, so its path is unchanged. Exploration (level 0) is
         not started early: its "cannot win" bar is the refinement's, not the greedy's.
         """
-        pick = self.refinement(trials, exclude=exclude)
+        pick = self.refinement(trials, exclude=exclude, settings=settings)
         return pick if pick is not None and pick.phase == "rerank" else None
 
     def _wait_for_earlier_claims(self, study: Study, number: int) -> None:
@@ -388,15 +457,23 @@ class TinyTNASSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         _check_single_maximize(study, strict=param_name in _PARAMS)
-        if param_name not in _PARAMS:
+        if param_name not in _PARAMS + _INPUT_PARAMS:
             return self._independent.sample_independent(
                 study, trial, param_name, param_distribution
             )
         cand = trial_candidate(trial)
         if cand is None:  # the trial did not go through before_trial (a storage-level trial)
             self.before_trial(study, trial)
-            cand = trial_candidate(study._storage.get_trial(trial._trial_id))
+            trial = study._storage.get_trial(trial._trial_id)
+            cand = trial_candidate(trial)
         assert cand is not None
+        if param_name in _INPUT_PARAMS:
+            settings = input_settings(study)
+            if not settings:
+                raise ValueError("TinyTNASSampler: the study records no input settings; the "
+                                 "objective records them when it is given an input space")
+            value = settings[trial_setting(trial, settings)][_INPUT_PARAMS.index(param_name)]
+            return value
         value = cand[_PARAMS.index(param_name)]
         if not param_distribution._contains(param_distribution.to_internal_repr(value)):
             raise ValueError(
@@ -419,9 +496,32 @@ class TinyTNASSampler(BaseSampler):
         finished_trial.state = state
         finished_trial.values = list(values) if values and state == TrialState.COMPLETE else None
         others = [t for t in trials if t.number != trial.number] + [finished_trial]
-        order, _, _ = self._frontier(others, None)
-        if not order and self.refinement(others) is None:
+        settings = input_settings(study)
+        order, _ = self._frontier(others, None, settings)
+        if not order and self.refinement(others, settings=settings) is None:
             stop_search(study, "search exhausted")
+
+
+class Next(NamedTuple):
+    """The next training: the input setting, the candidate, its fidelity level and phase."""
+
+    setting: int
+    candidate: Candidate
+    level: int
+    phase: str
+
+
+def input_settings(study: Study) -> list[list[int]] | None:
+    """The input settings a study's search records (None: the recorded input only).
+
+    Args:
+        study: The study.
+
+    Returns:
+        ``[[decimate, window], ...]`` in the order of their indices, or None.
+    """
+    settings = study._storage.get_study_user_attrs(study._study_id).get(INPUT_SETTINGS)
+    return [list(map(int, s)) for s in settings] if settings else None
 
 
 # -- samplers by the name a study records --------------------------------------------------------

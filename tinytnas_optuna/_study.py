@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tinytnas_optuna._budget import HardwareBudget
+from tinytnas_optuna._input import InputSpace
 from tinytnas_optuna._space import C_RANGE, K_RANGE
 from tinytnas_optuna._training import SEARCH_STEPS, Recipe
 from tinytnas_optuna._validation import VAL_FRACTION
@@ -114,6 +115,9 @@ class SearchSpec:
         recipe: The training recipe (:class:`~tinytnas_optuna._training.Recipe` as a dict) of
             the candidates and the final model; None for studies from before it was recorded
             (trained without one).
+        input_settings: The input settings searched, ``[[decimate, window], ...]`` (window in
+            samples at the recorded rate), in the order the sampler indexes them; None: the
+            recorded input only.
     """
 
     train_fingerprint: str
@@ -134,6 +138,7 @@ class SearchSpec:
     int8_io: bool
     sampler: str
     recipe: dict[str, Any] | None = None
+    input_settings: list[list[int]] | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         """The user attrs this spec is stored as."""
@@ -159,6 +164,7 @@ class SearchSpec:
             "seed": DEFAULT_SEED, "metric": DEFAULT_METRIC, "val_fraction": VAL_FRACTION,
             "k_range": list(K_RANGE), "c_range": list(C_RANGE), "batch_size": None,
             "learning_rate": None, "int8_io": False, "sampler": DEFAULT_SAMPLER, "recipe": None,
+            "input_settings": None,
         }
         return cls(**{f.name: attrs.get(f.name, defaults.get(f.name)) for f in fields(cls)})
 
@@ -181,7 +187,7 @@ class SearchSpec:
             k_range=(int(self.k_range[0]), int(self.k_range[1])),
             c_range=(int(self.c_range[0]), int(self.c_range[1])), batch_size=self.batch_size,
             learning_rate=self.learning_rate, int8_io=self.int8_io, sampler=self.sampler,
-            recipe=self.training_recipe)
+            recipe=self.training_recipe, input_space=InputSpace.of(self.input_settings))
 
     @property
     def training(self) -> str:
@@ -212,6 +218,7 @@ class SearchSettings:
         int8_io: Measure models with int8 input/output.
         sampler: A name of :data:`SAMPLERS`.
         recipe: The training recipe (None: the objective's default).
+        input_space: The input settings searched (None: the recorded input only).
     """
 
     budget: HardwareBudget
@@ -227,6 +234,7 @@ class SearchSettings:
     int8_io: bool = False
     sampler: str = DEFAULT_SAMPLER
     recipe: Recipe | None = None
+    input_space: InputSpace | None = None
 
     @classmethod
     def resolve(
@@ -234,7 +242,8 @@ class SearchSettings:
         macs: str | None = None, latency: str | None = None, board: str | None = None,
         steps: int | None = None, epochs: int | None = None, seed: int | None = None,
         metric: str | None = None, sampler: str | None = None,
-        val_fraction: float | None = None,
+        val_fraction: float | None = None, decimate: str | None = None,
+        windows: str | None = None, rates: str | None = None, rate_hz: str | None = None,
     ) -> SearchSettings:
         """The settings given, else those the study recorded, else the defaults.
 
@@ -255,6 +264,10 @@ class SearchSettings:
             metric: The metric, or None.
             sampler: A sampler name, or None.
             val_fraction: The held-out share, or None.
+            decimate: Decimation factors to search, e.g. ``"1,2,4"`` (:meth:`InputSpace.parse`).
+            windows: Window lengths to search: samples, or seconds with ``rate_hz``.
+            rates: Instead of ``decimate``: sampling rates in Hz, with ``rate_hz``.
+            rate_hz: The rate the data was recorded at.
 
         Returns:
             The :class:`SearchSettings`.
@@ -277,7 +290,10 @@ class SearchSettings:
             budget = base.budget
         changes: dict[str, Any] = {
             name: value for name, value in (("seed", seed), ("metric", metric),
-                                            ("sampler", sampler), ("val_fraction", val_fraction))
+                                            ("sampler", sampler), ("val_fraction", val_fraction),
+                                            ("input_space", InputSpace.parse(
+                                                decimate=decimate, windows=windows, rates=rates,
+                                                rate_hz=rate_hz)))
             if value is not None}
         if steps is not None or epochs is not None:  # the two together: one replaces both
             changes.update(steps=steps, epochs=epochs)

@@ -43,6 +43,9 @@ CYCLES = "cycles"  #: estimated cycles of one inference on the board's core
 RAM_TARGET = "ram_target"  #: the target's smallest working arena (beside the host's ``ram``)
 PARAMS = "params"  #: k, c and the training schedule
 ARTIFACT = "tflite_artifact"  #: artifact id of the trained model's int8 .tflite
+#: With an input space: the input the model sees, ``{"decimate", "window", "length"}`` (window
+#: in samples at the recorded rate, length in samples the model sees)
+INPUT = "input"
 
 # -- system attrs (the sampler's and the lifecycle's bookkeeping) -------------------------------
 CANDIDATE = "tinytnas:candidate"  #: [k, c] assigned by TinyTNASSampler before the objective runs
@@ -51,6 +54,12 @@ SAMPLER_PHASE = "tinytnas:phase"  #: the phase TinyTNASSampler assigned
 FINISHED = "tinytnas:search_finished"  #: assigned after the search had nothing left
 FAIL_REASON = "tinytnas:fail_reason"  #: why the lifecycle failed a trial (its process died)
 OWNER = "tinytnas:owner"  #: {"host", "pid", "started"} of the process evaluating the trial
+SETTING = "tinytnas:input"  #: index of the input setting assigned (0: the first of the space)
+
+# -- study user attrs ----------------------------------------------------------------------------
+#: The search's input settings, ``[[decimate, window], ...]`` in the order of their indices
+#: (absent: the recorded input only)
+INPUT_SETTINGS = "input_settings"
 
 #: What happened to a candidate, as every view names it.
 Outcome = Literal["trained", "infeasible", "reused", "pruned", "interrupted", "failed",
@@ -86,6 +95,8 @@ class CandidateRecord:
         feasible: Whether the figures fit the budget (None: not measured).
         latency_ms: One inference's latency on the budget's board, measured on its emulated
             core (None without a latency budget, or when another figure rejected it first).
+        input: ``(decimate, window)`` of the input the network sees, with an input space (the
+            window in samples at the recorded rate); None: the recorded input.
     """
 
     trial: int
@@ -107,16 +118,24 @@ class CandidateRecord:
     reused_from: int | None = None
     feasible: bool | None = None
     latency_ms: float | None = None
+    input: tuple[int, int] | None = None
 
     @property
     def candidate(self) -> tuple[int, int] | None:
         """``(k, c)``, or None when the trial has no candidate yet."""
         return None if self.k is None or self.c is None else (self.k, self.c)
 
+    @property
+    def key(self) -> tuple[tuple[int, int] | None, int, int] | None:
+        """``(input, k, c)``: one network on one input (``input`` None: the recorded one)."""
+        return None if self.candidate is None else (self.input, *self.candidate)
+
     def describe(self) -> str:
         """``trial 3 greedy k=8 c=3  RAM 9,104 B  flash 17,352 B  38,509 MAC``."""
         phase = f" {self.phase}" if self.phase else ""
         text = f"trial {self.trial}{phase} k={self.k} c={self.c}"
+        if self.input is not None:
+            text += f" 1/{self.input[0]} rate, window {self.input[1]}"
         if self.ram is not None:
             text += f"  RAM {self.ram:,} B  flash {self.flash:,} B  {self.macs:,} MAC"
         if self.latency_ms is not None:
@@ -146,6 +165,40 @@ def trial_candidate(trial: FrozenTrial) -> tuple[int, int] | None:
         return int(fixed["k"]), int(fixed["c"])
     assigned = trial.system_attrs.get(CANDIDATE)
     return (int(assigned[0]), int(assigned[1])) if assigned else None
+
+
+def trial_input(trial: FrozenTrial) -> tuple[int, int] | None:
+    """``(decimate, window)`` of a trial's input: its params, else what the objective recorded.
+
+    Args:
+        trial: Any trial.
+
+    Returns:
+        The pair, or None (a search without an input space).
+    """
+    for source in (trial.params, trial.system_attrs.get("fixed_params") or {}):
+        if "decimate" in source and "window" in source:
+            return int(source["decimate"]), int(source["window"])
+    recorded = trial.user_attrs.get(INPUT)
+    return (int(recorded["decimate"]), int(recorded["window"])) if recorded else None
+
+
+def trial_setting(trial: FrozenTrial, settings: list[list[int]] | None = None) -> int:
+    """The index of a trial's input setting among the search's ``settings`` (0 without one).
+
+    Args:
+        trial: Any trial.
+        settings: The study's :data:`INPUT_SETTINGS`.
+
+    Returns:
+        What the sampler assigned, else the index of the trial's input, else 0.
+    """
+    if SETTING in trial.system_attrs:
+        return int(trial.system_attrs[SETTING])
+    pair = trial_input(trial)
+    if pair is not None and settings:
+        return [tuple(s) for s in settings].index(pair) if list(pair) in settings else 0
+    return 0
 
 
 def trial_level(trial: FrozenTrial) -> int:
@@ -275,7 +328,7 @@ def trial_record(trial: FrozenTrial) -> CandidateRecord:
         fidelity=ua.get(FIDELITY), level=trial_level(trial),
         cut=bool(ua.get(INTERRUPTED)) and state == "trained",
         reused_from=ua.get(REUSED_FROM), feasible=trial_feasible(trial),
-        latency_ms=ua.get(LATENCY),
+        latency_ms=ua.get(LATENCY), input=trial_input(trial),
     )
 
 
@@ -293,6 +346,7 @@ def trial_row(trial: FrozenTrial, metric: str = "value") -> dict[str, Any]:
     ua = trial.user_attrs
     return {
         "trial": r.trial, "state": trial.state.name, "outcome": r.state, "k": r.k, "c": r.c,
+        "decimate": r.input[0] if r.input else None, "window": r.input[1] if r.input else None,
         "phase": r.phase, "fidelity": r.fidelity, metric: r.value,
         "ram": r.ram, "flash": r.flash, "macs": r.macs, "latency_ms": r.latency_ms,
         "cycles": ua.get(CYCLES), "ram_target": ua.get(RAM_TARGET), "feasible": ua.get(FEASIBLE),
@@ -318,10 +372,10 @@ def best_candidate(records: list[CandidateRecord]) -> CandidateRecord | None:
     Returns:
         The candidate's first record with ``value`` the mean and ``runs`` the count, or None.
     """
-    values: dict[tuple[int, int], dict[str | None, float]] = {}
-    first: dict[tuple[int, int], CandidateRecord] = {}
+    values: dict[Any, dict[str | None, float]] = {}
+    first: dict[Any, CandidateRecord] = {}
     for r in sorted(records, key=lambda r: r.trial):
-        cand = r.candidate
+        cand = r.key
         if cand is None or not r.scored or (r.cut and r.level > 0):
             continue
         values.setdefault(cand, {}).setdefault(r.fidelity, r.value)  # type: ignore[arg-type]
