@@ -167,18 +167,12 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--epochs", type=_bounded(int, 1), metavar="N",
                         help="instead of --steps: passes over the data per candidate")
     search.add_argument("--seed", type=int, metavar="N", help=f"seed (default {DEFAULT_SEED})")
-    inputs = search.add_argument_group(
-        "input settings (searched with the network; default: the series as given)")
-    inputs.add_argument("--decimate", metavar="D,D,...",
-                        help="decimation factors, e.g. 1,2,4 (anti-aliased, newest sample kept)")
-    inputs.add_argument("--rates", metavar="HZ,HZ,...",
-                        help="instead of --decimate: sampling rates, e.g. 50,25,12.5 "
-                             "(needs --rate-hz)")
-    inputs.add_argument("--windows", metavar="W,W,...",
-                        help="window lengths: samples (128,96,64) or, with --rate-hz, seconds "
-                             "(2.56s,1.92s); the newest samples of each series")
-    inputs.add_argument("--rate-hz", metavar="HZ",
-                        help="the rate the data was recorded at (for --rates and seconds)")
+    inputs = search.add_argument_group("input settings, searched with the network")
+    inputs.add_argument("--decimate", metavar="D,...", help="decimation factors, e.g. 1,2,4")
+    inputs.add_argument("--rates", metavar="HZ,...", help="or rates, e.g. 50,25 (--rate-hz)")
+    inputs.add_argument("--windows", metavar="W,...", help="newest samples kept, e.g. 128,96 "
+                        "(or seconds, 2.56s,1.92s, with --rate-hz)")
+    inputs.add_argument("--rate-hz", metavar="HZ", help="the rate the data was recorded at")
     search.add_argument("--metric", choices=METRICS,
                         help="validation metric (default accuracy; balanced_accuracy suits "
                              "imbalanced data such as ecg5000)")
