@@ -9,7 +9,7 @@ The figure that matters is the int8 model's accuracy on the official test split,
 Runs:
 
     python benchmarks/compare_samplers.py                 # the full run (see FULL; ~65 min)
-    python benchmarks/compare_samplers.py --quick         # smoke run (~1.5 min), to a temp dir
+    python benchmarks/compare_samplers.py --quick         # smoke run (~1 min), to a temp dir
 
 The exhaustive reference (``--exhaustive DATASET ...``; in the full run ECG5000 and Ham) trains
 every candidate of the family that fits the budget once at the search's fidelity, without a time
@@ -62,7 +62,7 @@ FULL = {"datasets": ["ecg5000", "ucr:Ham", "ucr:ElectricDevices"], "seeds": 3,
         "time_bound": {"ecg5000": 150.0, "ucr:Ham": 150.0, "ucr:ElectricDevices": 300.0},
         "samplers": ["tinytnas", "tinytnas-paper", "tpe", "random"], "steps": None,
         "parallel": 2, "exhaustive": ["ecg5000", "ucr:Ham"]}
-QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 30.0,
+QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 20.0,
          "samplers": ["tinytnas", "tinytnas-paper", "tpe", "random"], "steps": 100,
          "parallel": 2, "exhaustive": []}
 #: The exhaustive reference's runs, keyed like the samplers' (one seed: it samples nothing).
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: gunpoint, 1 seed, 45 s, 100 steps per candidate; "
+                        help="smoke run: gunpoint, 1 seed, 20 s, 100 steps per candidate; "
                              "writes to a temp dir unless --out is given")
     parser.add_argument("--datasets", nargs="+")
     parser.add_argument("--samplers", nargs="+", choices=SAMPLERS)

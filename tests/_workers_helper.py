@@ -7,7 +7,9 @@ from the synthetic landscape of tests/test_greedy.py, and ``_train`` sleeps inst
 and returns the landscape's accuracy (a re-ranking level adds a small deterministic wobble). Every
 synthetic training marks its trial with the user attr ``trained_by`` (set when the training
 starts), so tests count evaluations per candidate and level. The sampler is the paper's greedy
-alone unless ``--refine N`` asks for N refinement trials after it.
+alone unless ``--refine N`` asks for N refinement trials after it. ``--input`` searches the
+input too (decimation 1 and 2: :data:`INPUT_SPACE`); a setting's landscape is the first one minus
+:data:`SETTING_COST` per setting index.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_greedy import landscape
 
 from tinytnas_optuna._budget import HardwareBudget
+from tinytnas_optuna._input import InputSpace
 from tinytnas_optuna._objective import TinyTNASObjective
 from tinytnas_optuna._sampler import TinyTNASSampler
 
 # Input length: no two (k, c) build the same network (the cell loop never stops early).
 LENGTH = 128
 BUDGET = HardwareBudget(ram="20KB", flash="64KB", macs="60K")
+#: The input space of ``--input``: the recorded rate and half of it (lengths 128 and 64).
+INPUT_SPACE = InputSpace(decimate=(1, 2))
+SETTING_COST = 0.01
 
 
 def make_storage(spec: str, *, heartbeat: bool = False) -> optuna.storages.BaseStorage:
@@ -69,11 +75,12 @@ class SyntheticProfile:
 class SyntheticObjective(TinyTNASObjective):
     """TinyTNASObjective whose profiling and training follow a synthetic landscape."""
 
-    def __init__(self, seed: int, worker: str, sleep: float, slow: dict) -> None:
+    def __init__(self, seed: int, worker: str, sleep: float, slow: dict,
+                 input_space: InputSpace | None = None) -> None:
         rng = np.random.default_rng(0)
         x = rng.normal(size=(40, LENGTH, 1)).astype(np.float32)
         y = np.arange(40) % 2
-        super().__init__((x, y), budget=BUDGET, epochs=1, seed=0)
+        super().__init__((x, y), budget=BUDGET, epochs=1, seed=0, input_space=input_space)
         self.acc_of, self.feasible_of = landscape(seed, length=LENGTH)
         self.worker, self.sleep, self.slow = worker, sleep, slow
 
@@ -85,10 +92,10 @@ class SyntheticObjective(TinyTNASObjective):
     def _train(self, trial, arch, k, c, level, setting=0):
         trial.set_user_attr("trained_by", self.worker)
         trial.set_user_attr("epochs_trained", 0)
-        time.sleep(self.slow.get((k, c, level), self.sleep))
+        time.sleep(self.slow.get((k, c, level, setting), self.sleep))
         trial.set_user_attr("epochs_trained", 1)
         wobble = (zlib.crc32(f"{k}:{c}:{level}".encode()) / 2**32 - 0.5) * 0.02
-        return self.acc_of(k, c) + (wobble if level else 0.0)
+        return self.acc_of(k, c) + (wobble if level else 0.0) - SETTING_COST * setting
 
 
 def run_greedy(args: argparse.Namespace) -> None:
@@ -104,9 +111,11 @@ def run_greedy(args: argparse.Namespace) -> None:
     slow = {}
     if args.slow:
         cand, seconds = args.slow.split(":")
-        k, c, *level = cand.split(",")
-        slow[(int(k), int(c), int(level[0]) if level else 0)] = float(seconds)
-    objective = SyntheticObjective(args.seed, args.worker, args.sleep, slow)
+        k, c, *rest = (int(v) for v in cand.split(","))
+        level, setting = (*rest, 0, 0)[:2]
+        slow[(k, c, level, setting)] = float(seconds)
+    objective = SyntheticObjective(args.seed, args.worker, args.sleep, slow,
+                                   INPUT_SPACE if args.input else None)
     study.optimize(objective, n_trials=args.max_trials, catch=())
     print("done", flush=True)
 
@@ -139,9 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", default=f"pid{os.getpid()}")
     parser.add_argument("--sleep", type=float, default=0.2, help="seconds per training")
     parser.add_argument("--slow", default="",
-                        help="K,C[,LEVEL]:SECONDS: train this candidate (level 0) slowly")
+                        help="K,C[,LEVEL[,SETTING]]:SECONDS: train this candidate slowly "
+                             "(default level 0, input setting 0)")
     parser.add_argument("--refine", type=int, help="refinement trials after the greedy")
     parser.add_argument("--heartbeat", action="store_true")
+    parser.add_argument("--input", action="store_true", help="search the input too")
     parser.add_argument("--recover", action="store_true", help="recover_stale_trials first")
     parser.add_argument("--max-trials", type=int, default=500)
     args = parser.parse_args(argv)

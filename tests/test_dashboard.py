@@ -36,7 +36,7 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("dash")
     url = f"sqlite:///{folder / 'tinytnas.db'}"
     code = main(["search", "--dataset", "gunpoint", "--ram", "20KB", "--flash", "64KB",
-                 "--macs", "60K", "--timeout", "30s", "--steps", "300", "--storage", url,
+                 "--macs", "60K", "--timeout", "25s", "--steps", "300", "--storage", url,
                  "--study", "gp", "--progress", "none", "--no-model"])
     assert code == 0  # 300 steps learn gunpoint: the best is clearly above chance
     # A second search in the same storage, with its own artifact folder and metric.

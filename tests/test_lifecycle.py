@@ -22,7 +22,7 @@ import pytest
 from tinytnas_optuna._trial import EPOCHS, FAIL_REASON, trial_level, trial_outcome, trial_record
 
 ROOT = Path(__file__).resolve().parents[1]
-BOUND = 60  # seconds: the example's time bound in these tests (the README says 600)
+BOUND = 45  # seconds: the example's time bound in these tests (the README says 600)
 
 
 def readme_example() -> str:

@@ -152,10 +152,10 @@ def test_time_bound_holds_and_cut_training_keeps_completed_epochs(motions):
 def test_same_seed_same_trial_sequence(motions):
     def run():
         objective = tt.TinyTNASObjective(
-            (motions.x_train, motions.y_train), budget=PAPER_BUDGET, epochs=2, seed=3,
+            (motions.x_train, motions.y_train), budget=PAPER_BUDGET, epochs=1, seed=3,
         )
         study = optuna.create_study(direction="maximize", sampler=tt.TinyTNASSampler(seed=3))
-        study.optimize(objective, n_trials=4)
+        study.optimize(objective, n_trials=3)
         return [(t.params["k"], t.params["c"], t.state, t.value) for t in study.trials]
 
     first, second = run(), run()
@@ -174,8 +174,8 @@ def test_other_samplers_get_figures_and_constraints(motions):
                     optuna.samplers.NSGAIISampler(seed=0)):
         study = optuna.create_study(direction="maximize", sampler=sampler,
                                     pruner=optuna.pruners.NopPruner())
-        study.optimize(objective, n_trials=4)
-        assert len(study.trials) == 4
+        study.optimize(objective, n_trials=3)
+        assert len(study.trials) == 3
         assert any(t.user_attrs["epochs_trained"] > 0 for t in study.trials), sampler
         for t in study.trials:
             assert {"ram", "flash", "macs", "feasible"} <= set(t.user_attrs)

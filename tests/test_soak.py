@@ -1,4 +1,4 @@
-"""Soak: 100 real trials (GunPoint, 1 epoch on a hold-out, RandomSampler) over 3 processes on
+"""Soak: 60 real trials (GunPoint, 1 epoch on a hold-out, RandomSampler) over 3 processes on
 PostgreSQL."""
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ study.optimize(objective, n_trials=n)
 
 
 @pytest.mark.full
-def test_soak_100_real_trials_three_workers(postgres_url, unique_study_name):
-    n_total, n_workers = 100, 3
+def test_soak_60_real_trials_three_workers(postgres_url, unique_study_name):
+    n_total, n_workers = 60, 3
     optuna.create_study(study_name=unique_study_name, storage=postgres_url,
                         direction="maximize")
     shares = [n_total // n_workers + (i < n_total % n_workers) for i in range(n_workers)]

@@ -25,7 +25,7 @@ from tinytnas_optuna._sampler import TinyTNASSampler
 from tinytnas_optuna._trial import trial_level
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _workers_helper import LENGTH, make_storage
+from _workers_helper import INPUT_SPACE, LENGTH, SyntheticObjective, make_storage
 from test_greedy import landscape, reference_search
 
 HELPER = Path(__file__).resolve().parent / "_workers_helper.py"
@@ -240,6 +240,55 @@ def test_restart_after_kill_on_sqlite(tmp_path, unique_study_name):
     assert not redone & done_before, "the restart retrained completed candidates"
     assert victim in redone
     assert trials[before[-1].number].state == TrialState.FAIL
+
+
+def _input_trainings(trials) -> Counter:
+    """Completed synthetic trainings per (decimate, window, k, c, level)."""
+    return Counter((t.params["decimate"], t.params["window"], *candidate(t), trial_level(t))
+                   for t in trials if "trained_by" in t.user_attrs
+                   and t.state == TrialState.COMPLETE)
+
+
+@pytest.mark.full
+def test_input_space_search_resumes_after_kill_9_and_trains_nothing_twice(tmp_path,
+                                                                           unique_study_name):
+    """kill -9 while a decimated candidate trains; the rerun ends where an uninterrupted run
+    ends, and no (input setting, k, c, fidelity) was trained twice."""
+    seed, spec, resumed = 9, f"sqlite:///{tmp_path / 'search.db'}", unique_study_name
+    # The whole run, uninterrupted, in this process.
+    reference = optuna.create_study(direction="maximize",
+                                    sampler=TinyTNASSampler(refine=False))
+    reference.optimize(SyntheticObjective(seed, "ref", 0.0, {}, INPUT_SPACE), n_trials=500)
+    whole = reference.trials
+    create_study(spec, resumed)
+    settings = {(t.params["decimate"], t.params["window"]) for t in whole}
+    assert settings == {(1, 128), (2, 128)}, settings
+    # The victim: a training of the decimated input (setting 1) halfway through its greedy.
+    decimated = [t for t in whole if t.params["decimate"] == 2 and "trained_by" in t.user_attrs]
+    assert len(decimated) >= 2, "the greedy trains on the decimated input too"
+    victim = candidate(decimated[len(decimated) // 2])
+    with Workers(tmp_path) as workers:
+        workers.start("first", *greedy_args(spec, resumed, seed, "--sleep", "0.02", "--input",
+                                             "--slow", f"{victim[0]},{victim[1]},0,1:600"))
+        study = optuna.load_study(study_name=resumed, storage=make_storage(spec))
+        wait_for(lambda: any(t.state == TrialState.RUNNING and "trained_by" in t.user_attrs
+                             and t.params.get("decimate") == 2 and candidate(t) == victim
+                             for t in study.get_trials(deepcopy=False)),
+                 30, f"the first run to train {victim} at half the rate", workers)
+        workers.kill("first")
+        before = study.get_trials(deepcopy=False)
+        workers.start("rerun", *greedy_args(spec, resumed, seed, "--sleep", "0.02", "--input",
+                                             "--recover"))
+        workers.wait_all(timeout=60)
+    trials = optuna.load_study(study_name=resumed, storage=spec).trials
+    done = _input_trainings(trials)
+    assert max(done.values()) == 1, {key: n for key, n in done.items() if n > 1}
+    assert set(done) == set(_input_trainings(whole))  # the same trainings as the whole run
+    (killed,) = [t.number for t in before if t.state == TrialState.RUNNING]
+    assert trials[killed].state == TrialState.FAIL
+    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    best_whole = max((t for t in whole if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert (best.params, best.value) == (best_whole.params, best_whole.value)
 
 
 # -- recover_stale_trials on each kind of storage ----------------------------------------------
