@@ -53,6 +53,7 @@ def run(dataset: str, budget: str, mode: str, timeout: str, seed: int) -> dict:
         out = {"dataset": dataset, "budget": budget, "mode": mode, "seed": seed,
                "exit": proc.returncode, "wall_seconds": round(time.monotonic() - start, 1),
                "command": " ".join(args[1:]), "stderr": proc.stderr.splitlines()[-5:]}
+        out["settings"] = _settings_reached(Path(tmp) / "s.db")
         report_path = Path(tmp) / "best" / "report.json"
         if not report_path.exists():
             return out
@@ -69,6 +70,25 @@ def run(dataset: str, budget: str, mode: str, timeout: str, seed: int) -> dict:
         else:
             out["profile_error"] = prof.stderr.strip().splitlines()[-1:]
     return out
+
+
+def _settings_reached(db: Path) -> dict[str, dict]:
+    """Per input setting of a finished search: its trained candidates and best value."""
+    import optuna
+
+    if not db.exists():
+        return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
+    reached: dict[str, dict] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            continue
+        key = f"{t.params.get('decimate', 1)},{t.params.get('window', '-')}"
+        entry = reached.setdefault(key, {"trained": 0, "best": 0.0})
+        entry["trained"] += 1
+        entry["best"] = max(entry["best"], round(float(t.value), 4))
+    return reached
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         "cycles estimated: docs/cortex-m.md)."),
         "",
         ("| dataset | budget | search | exit | input (decimate, window -> length) | (k,c) "
-        "| int8 test % | RAM B | flash B | MACs | Nano 33 BLE ms | wall s |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| int8 test % | RAM B | flash B | MACs | Nano 33 BLE ms | wall s "
+        "| settings reached: trained, best validation |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         shown = "-"
@@ -118,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['dataset']} | {r['budget']} | {r['mode']} | {r['exit']} | {shown} "
             f"| ({r.get('k')},{r.get('c')}) | {pct(r.get('int8_accuracy'))} "
             f"| {num(r.get('ram'))} | {num(r.get('flash'))} | {num(r.get('macs'))} "
-            f"| {num(r.get('latency_ms'))} | {r['wall_seconds']:.0f} |")
+            f"| {num(r.get('latency_ms'))} | {r['wall_seconds']:.0f} | "
+            + "; ".join(f"({key}): {v['trained']}, {pct(v['best'])}"
+                        for key, v in r.get("settings", {}).items()) + " |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "input_space.md").write_text("\n".join(lines) + "\n")
     (args.out / "input_space.json").write_text(json.dumps(runs, indent=1))
