@@ -92,7 +92,7 @@ def test_rest_api_lists_trials_with_figures_notes_plots_and_artifacts(
         assert "phase" in attrs
         if "interrupted" in attrs and "ram" not in attrs:
             # The time bound came before this candidate was measured: no figure, no training.
-            assert str(attrs["epochs"]) == "0" and not trial["constraints"]
+            assert str(attrs["epochs_trained"]) == "0" and not trial["constraints"]
             continue
         assert {"ram", "flash", "macs", "feasible"} <= set(attrs)
         assert len(trial["constraints"]) == 3
