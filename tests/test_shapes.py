@@ -7,16 +7,12 @@ Cortex-M4.
 from __future__ import annotations
 
 import math
-import os
 import random
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from test_target import _require_target
 
 from tinytnas_optuna import (
-    Architecture,
-    HardwareProfile,
     architecture,
     estimate_profile,
     profile_architecture,
@@ -69,15 +65,9 @@ def test_every_shape_is_measured_with_numbers(measured: list) -> None:
 @pytest.mark.full
 def test_derived_ram_is_never_below_the_target_on_every_shape(measured: list) -> None:
     _require_target()
-
-    def on_target(arch: Architecture) -> HardwareProfile:
-        return profile_architecture(arch, method="target", target="cortex-m4")
-
-    # One QEMU process per run, each on one core: as many at a time as there are cores.
-    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
-        targets = list(pool.map(on_target, [arch for arch, _ in measured]))
     below = []
-    for (arch, host), target in zip(measured, targets, strict=True):
+    for arch, host in measured:
+        target = profile_architecture(arch, method="target", target="cortex-m4")
         assert target.ram > 0 and target.flash == host.flash
         if host.ram < target.ram:
             below.append((arch, host.ram, target.ram))
