@@ -117,8 +117,17 @@ def test_with_a_hold_out_the_model_better_on_it_is_exported(tmp_path: Path) -> N
                                 pruner=optuna.pruners.NopPruner())
     study.optimize(objective, n_trials=2)
     report = objective.retrain_best(study, out_dir=tmp_path, test=(ds.x_test, ds.y_test),
-                                    steps=300, restarts=1)
+                                    steps=300, restarts=2)
     assert "on the validation, int8 in TFLM" in report.model_reason
+    # The restarts alternate the final recipe and the candidates'; report.json says which
+    # trained the exported model (the search's network: the candidates').
+    assert report.restarts_run == 2
+    final_recipe, plain = tt.Recipe(batch_norm=True, jitter=0.03, scaling=0.1), tt.Recipe()
+    assert report.recipe in (final_recipe.to_dict(), plain.to_dict())
+    if report.model_source != "final training":
+        assert report.recipe == plain.to_dict()
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["recipe"] == report.recipe
     compared = report.comparison
     assert compared is not None and compared["on"] == "validation"
     final, search = compared["final_training"], compared["search_network"]

@@ -246,3 +246,15 @@ def test_the_final_reserve_before_and_after_a_candidate_is_trained(motions):
     # Then the final training's estimate, within 10..50 % of the bound.
     assert 0.1 * 40 <= objective.final_reserve([trained]) <= 0.5 * 40
     assert objective.final_reserve([trained]) > objective.final_reserve([])
+
+
+def test_the_final_reserve_counts_the_restarts_trained_side_by_side(motions):
+    from tinytnas_optuna._trial import STEP_SECONDS
+
+    objective = tt.TinyTNASObjective((motions.x_train, motions.y_train), budget=PAPER_BUDGET,
+                                     timeout=1200)  # neither 10 % nor 50 % of it binds here
+    trained = optuna.trial.create_trial(value=0.9, user_attrs={STEP_SECONDS: 0.02})
+    alone = objective.final_reserve([trained])
+    objective.jobs = 2  # restarts 1 and 2 side by side, then restart 3: two rounds of three
+    side_by_side = objective.final_reserve([trained])
+    assert 120 < side_by_side < 0.8 * alone < 0.8 * 600

@@ -132,3 +132,34 @@ def test_retrain_holds_its_time_bound_and_reports_the_int8_check(tmp_path, capsy
     assert report["above_chance"] is True and report["warning"] is None
     assert report["int8_accuracy"] > report["majority_rate"] + 0.2
     assert "On validation: float" in out
+
+
+def test_batch_norm_is_folded_into_the_familys_own_network(gunpoint):
+    """The final recipe trains with BatchNormalization; what is converted and deployed is the
+    family's network: the same operators, RAM, flash and MACs, and the same outputs."""
+    import keras
+
+    from tinytnas_optuna._hardware import convert_and_profile
+    from tinytnas_optuna._space import family_weights
+    from tinytnas_optuna._training import Recipe, train
+
+    data = prepare_data((gunpoint.x_train, gunpoint.y_train), seed=0)
+    split = data.splits()[0]
+    k, c = 6, 3
+    keras.utils.set_random_seed(0)
+    trained = tt.build_model(k, c, data.input_shape, data.num_classes, batch_norm=True)
+    # Long enough for the moving statistics to leave their initial values (0 and 1).
+    train(trained, split, final_schedule(len(split.y_train), steps=300), seed=0,
+          recipe=Recipe(batch_norm=True, jitter=0.03, scaling=0.1))
+    deployed = tt.build_model(k, c, data.input_shape, data.num_classes)
+    deployed.set_weights(family_weights(trained))
+    x = data.x_val[:64] if len(data.y_val) else data.x_train[:64]
+    assert np.allclose(deployed.predict(x, verbose=0), trained.predict(x, verbose=0), atol=1e-4)
+    assert len(trained.layers) > len(deployed.layers)  # the trained one had the extra layers
+
+    # What the search measured for this (k, c) (the architecture, non-zero biases).
+    family = tt.profile_architecture(tt.architecture(k, c, data.input_shape, data.num_classes))
+    _, folded = convert_and_profile(deployed, data.x_train[:100])
+    assert folded.operators == family.operators
+    assert "BATCH_NORM" not in " ".join(map(str, folded.operators)).upper()
+    assert (folded.ram, folded.flash, folded.macs) == (family.ram, family.flash, family.macs)

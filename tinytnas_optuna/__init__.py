@@ -32,6 +32,7 @@ _EXPORTS = {
     "profile_cache_info": "_hardware",
     "clear_profile_cache": "_hardware",
     "PreparedData": "_validation",
+    "Recipe": "_training",
     "CandidateRecord": "_trial",
     "TrainedNetwork": "_networks",
     "TinyTNASSampler": "_sampler",
@@ -69,6 +70,7 @@ __all__ = [
     "InputSpace",
     "MeasurementError",
     "PreparedData",
+    "Recipe",
     "RetrainReport",
     "SearchProgress",
     "SearchRun",
@@ -134,6 +136,7 @@ if TYPE_CHECKING:
     from tinytnas_optuna._space import Architecture, architecture, build_model
     from tinytnas_optuna._study import SearchSpec, StudyMismatchError
     from tinytnas_optuna._target import measure_cycles, run_on_target
+    from tinytnas_optuna._training import Recipe
     from tinytnas_optuna._trial import CandidateRecord
     from tinytnas_optuna._validation import PreparedData
 

@@ -49,6 +49,7 @@ from tinytnas_optuna._study import (
 )
 from tinytnas_optuna._training import (
     DEFAULT_RECIPE,
+    FINAL_RECIPE,
     Recipe,
     Schedule,
     TrainResult,
@@ -161,10 +162,12 @@ class TinyTNASObjective:
         class_names: Readable names of the classes, in the order of the sorted labels (the
             label map); recorded for the final model's C header and reports (default: the
             labels themselves).
-        recipe: How candidates and the final model are trained beyond their schedule (batch
-            normalisation folded at export, augmentation, label smoothing; default
-            :data:`~tinytnas_optuna._training.DEFAULT_RECIPE`, chosen by measurement: see
-            ``docs/search.md``). Recorded with the search.
+        recipe: How candidates are trained beyond their schedule (batch normalisation folded
+            at export, augmentation, label smoothing; default: plain,
+            :data:`~tinytnas_optuna._training.DEFAULT_RECIPE`). Recorded with the search.
+        final_recipe: How the final model is trained (default: batch normalisation, jitter
+            and scaling, :data:`~tinytnas_optuna._training.FINAL_RECIPE`, chosen by
+            measurement on validation: see ``docs/search.md``). Recorded with the search.
         input_space: Input settings to search as well (:class:`~tinytnas_optuna.InputSpace`:
             decimation factors and window lengths): each candidate is (input, ``k``, ``c``), its
             figures measured on its own int8 model; the trial gets the params ``decimate`` and
@@ -194,6 +197,7 @@ class TinyTNASObjective:
         on_trained: Callable[[optuna.Trial, Any, PreparedData], None] | None = None,
         artifact_store: ArtifactStore | None = None,
         recipe: Recipe | None = None,
+        final_recipe: Recipe | None = None,
         artifact_dir: str | Path | None = None,
         class_names: Sequence[str] | None = None,
         input_space: InputSpace | None = None,
@@ -249,6 +253,7 @@ class TinyTNASObjective:
         self.on_trained = on_trained
         self.artifact_store = artifact_store
         self.recipe = DEFAULT_RECIPE if recipe is None else recipe
+        self.final_recipe = FINAL_RECIPE if final_recipe is None else final_recipe
         #: The best networks this process trained (the final model's fallback).
         self.networks = NetworkKeeper()
         self._study: optuna.Study | None = None
@@ -268,6 +273,9 @@ class TinyTNASObjective:
         self.check_budget_reachable()
         #: The worker processes of a parallel search (:func:`tinytnas_optuna.optimize`).
         self.pool: WorkerPool | None = None
+        #: Processes of the search (set by :func:`tinytnas_optuna.optimize`): the final
+        #: training's first restarts run side by side on as many, which its reserve counts.
+        self.jobs = 1
         # The measuring and converting processes start now: their imports overlap ours.
         from tinytnas_optuna._hardware._native import CONVERTER, TFLM
 
@@ -348,7 +356,8 @@ class TinyTNASObjective:
             epochs=settings.epochs, seed=settings.seed, val_fraction=settings.val_fraction,
             metric=settings.metric, k_range=settings.k_range, c_range=settings.c_range,
             batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-            int8_io=settings.int8_io, recipe=settings.recipe, input_space=settings.input_space,
+            int8_io=settings.int8_io, recipe=settings.recipe,
+            final_recipe=settings.final_recipe, input_space=settings.input_space,
             **kwargs)
 
     @property
@@ -391,6 +400,7 @@ class TinyTNASObjective:
             label_map=np.asarray(self.data.classes).tolist(), seed=self.seed,
             metric=self.metric, k_range=list(self.k_range), c_range=list(self.c_range),
             int8_io=self.int8_io, sampler=sampler_name(sampler), recipe=self.recipe.to_dict(),
+            final_recipe=self.final_recipe.to_dict(),
             input_settings=(None if self.input_space is None
                             else self.input_space.to_list(self.recorded_shape[0])),
             **self._given,
@@ -503,7 +513,8 @@ class TinyTNASObjective:
         """Seconds kept for the final model: an estimate from the candidates' measured speed.
 
         The best trained candidate's measured seconds per training step, scaled to the final
-        schedule's batch, times its steps and restarts, plus its validations, conversion, TFLM
+        schedule's batch, times its steps and the rounds of restarts (the first ``jobs`` side by
+        side), plus its validations, conversion, TFLM
         scoring and export; within 10..50 % of ``timeout``.
 
         Args:
@@ -528,11 +539,15 @@ class TinyTNASObjective:
                                                n_train=self.final_train_size, restarts=1),
                        0.25 * self.timeout)
         best = max(timed, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+        # The final recipe's step costs more than the candidates' (batch normalisation).
+        step = (float(best.user_attrs[STEP_SECONDS]) * self.final_recipe.step_cost
+                / self.recipe.step_cost)
         seconds = estimate_final_seconds(
-            float(best.user_attrs[STEP_SECONDS]), self.schedule.batch_size,
+            step, self.schedule.batch_size,
             n_train=self.final_train_size, n_val=n_val,
             n_eval=max(2000, n_val, self.final_train_size),
-            eval_seconds=float(best.user_attrs.get(EVAL_SECONDS, 0.0)) if n_val else 0.0)
+            eval_seconds=float(best.user_attrs.get(EVAL_SECONDS, 0.0)) if n_val else 0.0,
+            jobs=self.jobs)
         return min(max(seconds, 0.1 * self.timeout), 0.5 * self.timeout)
 
     @property

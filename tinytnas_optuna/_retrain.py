@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,10 @@ class RetrainReport:
         input: The input the model takes: ``decimate``, ``window`` (samples at the recorded
             rate: the newest ones), ``length`` (samples the model sees) and ``searched`` (whether
             the search chose it from an input space).
+        recipe: How the exported model was trained (``batch_norm``: normalisation folded into
+            its convolutions at export; ``jitter``, ``scaling``: augmentation;
+            ``label_smoothing``): the final recipe, or the candidates' when the search's network
+            was exported.
     """
 
     k: int
@@ -133,6 +138,7 @@ class RetrainReport:
     comparison: dict[str, Any] | None = None
     phase_seconds: dict[str, float] | None = None
     input: dict[str, Any] | None = None
+    recipe: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -199,10 +205,13 @@ def retrain_best(
 
     The schedule is :func:`~tinytnas_optuna._training.final_schedule` (warm-up, cosine decay,
     150 epochs within 3,000..15,000 steps): no early stopping, so a training still at chance is
-    never cut short. With a hold-out, each restart keeps its best validation checkpoint and the
-    restart whose int8 model scores best on validation is exported. Under cross-validation (a
-    small set, or subjects, without ``val``) every restart trains on every series and the one
-    that fits them best (lowest training cross-entropy) is exported.
+    never cut short. The final recipe (the study's ``final_recipe``: batch normalisation folded
+    at export, jitter and scaling by default) trains the restarts. With a hold-out, the
+    restarts alternate it with the candidates' recipe, each keeps its best validation
+    checkpoint, and the restart whose int8 model scores best on validation is exported: the
+    recipe is chosen per dataset. Under cross-validation (a small set, or subjects, without
+    ``val``) every restart trains on every series with the final recipe and the one that fits
+    them best (lowest training cross-entropy) is exported.
 
     Args:
         study: A study run with :class:`TinyTNASObjective`.
@@ -319,14 +328,22 @@ def retrain_best(
                                  seed=seed, int8_io=int8_io, deadline=deadline)
         except MeasurementError:  # its conversion failed: the final training must do
             candidate = None
+    # With a hold-out the restarts alternate the final recipe and the candidates' one, and
+    # validation chooses (per dataset): the final recipe's levers do not help every set.
+    # Under cross-validation there is nothing to choose on: the final recipe.
+    recipes = [spec.final_training_recipe]
+    if holdout and spec.training_recipe != recipes[0]:
+        recipes.append(spec.training_recipe)
     estimate = _restart_estimate(study, k, c, schedule, holdout, chosen_input)
+    if estimate is not None:  # measured with the candidates' recipe; the slowest's
+        estimate *= max(r.step_cost for r in recipes) / spec.training_recipe.step_cost
     if (steps is None and epochs is None and deadline is not None and estimate
             and candidate is not None):
         schedule, estimate = _fit_schedule(schedule, estimate, deadline - time.monotonic(),
                                            candidate.steps)
     runs = _train_final(k, c, data, schedule, restarts=restarts, metric=metric, seed=seed,
                         deadline=deadline, optional=fallback is not None, estimate=estimate,
-                        pool=pool, recipe=spec.training_recipe)
+                        pool=pool, recipes=recipes)
     phases["train"] = time.monotonic() - clock
     clock = time.monotonic()
     final, failed = None, None
@@ -363,6 +380,8 @@ def retrain_best(
         class_names=class_names, started=started, target=target,
         model_source=source, model_reason=reason, comparison=comparison, phases=phases,
         input_setting=chosen_input,
+        recipe=(runs[quant["restart"]]["recipe"] if chosen is final
+                else spec.training_recipe.to_dict()),
     )
     record_final(study, report, out_dir)
     return report
@@ -506,7 +525,7 @@ def _on_target(model_bytes: bytes, budget: HardwareBudget) -> dict[str, Any] | N
 def _train_final(
     k: int, c: int, data: PreparedData, schedule: Schedule, *, restarts: int, metric: str,
     seed: int, deadline: float | None, optional: bool = False, estimate: float | None = None,
-    pool: WorkerPool | None = None, recipe: Recipe,
+    pool: WorkerPool | None = None, recipes: Sequence[Recipe],
 ) -> list[dict[str, Any]]:
     """Train up to ``restarts`` models, each only if its whole schedule fits the time left.
 
@@ -515,12 +534,12 @@ def _train_final(
     less than the search's own network had. Only when there is nothing to fall back on
     (``optional`` False) does a first restart run in whatever time there is, its schedule
     shortened to fit. The first restarts run side by side: one here, one in each worker
-    process of ``pool``.
+    process of ``pool``. Restart ``i`` is trained with ``recipes[i % len(recipes)]``.
 
     Returns:
         Per restart: ``model`` (left at its best validation checkpoint), ``val`` (its float
         validation metric, nan without validation), ``steps``, ``complete`` (the whole
-        schedule ran), ``fit_loss``. Empty when nothing could run.
+        schedule ran), ``fit_loss``, ``recipe`` (as a dict). Empty when nothing could run.
     """
     runs: list[dict[str, Any]] = []
     restart = 0
@@ -534,13 +553,13 @@ def _train_final(
         begun = time.monotonic()
         helpers = [] if pool is None or runs else list(range(1, min(len(pool.alive) + 1,
                                                                    restarts - restart)))
-        args = [(k, c, data, schedule, restart + i, metric, seed, deadline, time_limit, recipe)
-                for i in helpers]
+        args = [(k, c, data, schedule, restart + i, metric, seed, deadline, time_limit,
+                 recipes[(restart + i) % len(recipes)]) for i in helpers]
         if args:
             assert pool is not None
             pool.send_orders(_restart_weights, args)
         runs.append(_train_restart(k, c, data, schedule, restart, metric, seed, deadline,
-                                   time_limit, recipe))
+                                   time_limit, recipes[restart % len(recipes)]))
         if args:
             assert pool is not None
             wait = 60.0 if deadline is None else max(deadline - time.monotonic(), 0) + 60.0
@@ -586,7 +605,7 @@ def _train_restart(
     return {"model": model, "val": max(values) if values else math.nan,
             "fit_loss": None if values else _fit_loss(model, data),
             "steps": result.steps, "complete": result.steps >= schedule.steps,
-            "restart": restart}
+            "restart": restart, "recipe": recipe.to_dict()}
 
 
 def _restart_weights(*args: Any) -> dict[str, Any]:
@@ -618,6 +637,7 @@ def _report(
     class_names: list[str] | None, started: float, target: dict[str, Any] | None,
     model_source: str, model_reason: str | None, comparison: dict[str, Any] | None,
     phases: dict[str, float], input_setting: tuple[int, int] | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> RetrainReport:
     """Score the exported model, write its files (:mod:`tinytnas_optuna._export`) and
     ``report.json``; return the report."""
@@ -662,6 +682,7 @@ def _report(
         phase_seconds={**{k_: round(v, 1) for k_, v in phases.items()},
                        "export": round(time.monotonic() - export_started, 1)},
         input=_input_report(input_setting, data.input_shape[0]),
+        recipe=recipe,
     )
     write_report(out, report.to_dict())
     return report

@@ -121,6 +121,7 @@ def optimize(
     import_keras_quietly()  # before the live display, which its log lines would break
     first_trial = len(study._storage.get_all_trials(study._study_id, deepcopy=False))
     objective.start_clock()  # every process of the search counts from here
+    objective.jobs = jobs  # before the workers get their copy: the final reserve counts them
     if jobs > 1:
         objective.close_pool()  # a pool left by an earlier run of this objective
         pool = WorkerPool(study, objective, jobs - 1, timeout=timeout, n_trials=n_trials)

@@ -32,7 +32,7 @@ import numpy as np
 from tinytnas_optuna._budget import HardwareBudget
 from tinytnas_optuna._input import InputSpace
 from tinytnas_optuna._space import C_RANGE, K_RANGE
-from tinytnas_optuna._training import SEARCH_STEPS, Recipe
+from tinytnas_optuna._training import FINAL_RECIPE, SEARCH_STEPS, Recipe
 from tinytnas_optuna._validation import VAL_FRACTION
 
 if TYPE_CHECKING:
@@ -113,8 +113,9 @@ class SearchSpec:
         int8_io: Whether models are measured with int8 input/output.
         sampler: :func:`~tinytnas_optuna._sampler.sampler_name` of the study's sampler.
         recipe: The training recipe (:class:`~tinytnas_optuna._training.Recipe` as a dict) of
-            the candidates and the final model; None for studies from before it was recorded
-            (trained without one).
+            the candidates; None for studies from before it was recorded (trained without one).
+        final_recipe: The final model's recipe; None for studies from before it was recorded
+            (the final model then gets today's default).
         input_settings: The input settings searched, ``[[decimate, window], ...]`` (window in
             samples at the recorded rate), in the order the sampler indexes them; None: the
             recorded input only.
@@ -139,6 +140,7 @@ class SearchSpec:
     sampler: str
     recipe: dict[str, Any] | None = None
     input_settings: list[list[int]] | None = None
+    final_recipe: dict[str, Any] | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         """The user attrs this spec is stored as."""
@@ -164,7 +166,7 @@ class SearchSpec:
             "seed": DEFAULT_SEED, "metric": DEFAULT_METRIC, "val_fraction": VAL_FRACTION,
             "k_range": list(K_RANGE), "c_range": list(C_RANGE), "batch_size": None,
             "learning_rate": None, "int8_io": False, "sampler": DEFAULT_SAMPLER, "recipe": None,
-            "input_settings": None,
+            "input_settings": None, "final_recipe": None,
         }
         return cls(**{f.name: attrs.get(f.name, defaults.get(f.name)) for f in fields(cls)})
 
@@ -179,6 +181,12 @@ class SearchSpec:
         return Recipe(**(self.recipe or {}))
 
     @property
+    def final_training_recipe(self) -> Recipe:
+        """The final model's recipe (none recorded: today's default,
+        :data:`~tinytnas_optuna._training.FINAL_RECIPE`)."""
+        return FINAL_RECIPE if self.final_recipe is None else Recipe(**self.final_recipe)
+
+    @property
     def settings(self) -> SearchSettings:
         """What the user chose for this search (the rest came from its data)."""
         return SearchSettings(
@@ -187,7 +195,8 @@ class SearchSpec:
             k_range=(int(self.k_range[0]), int(self.k_range[1])),
             c_range=(int(self.c_range[0]), int(self.c_range[1])), batch_size=self.batch_size,
             learning_rate=self.learning_rate, int8_io=self.int8_io, sampler=self.sampler,
-            recipe=self.training_recipe, input_space=InputSpace.of(self.input_settings))
+            recipe=self.training_recipe, final_recipe=self.final_training_recipe,
+            input_space=InputSpace.of(self.input_settings))
 
     @property
     def training(self) -> str:
@@ -217,7 +226,8 @@ class SearchSettings:
         learning_rate: Peak learning rate override, or None.
         int8_io: Measure models with int8 input/output.
         sampler: A name of :data:`SAMPLERS`.
-        recipe: The training recipe (None: the objective's default).
+        recipe: The candidates' training recipe (None: the objective's default).
+        final_recipe: The final model's recipe (None: the objective's default).
         input_space: The input settings searched (None: the recorded input only).
     """
 
@@ -235,6 +245,7 @@ class SearchSettings:
     sampler: str = DEFAULT_SAMPLER
     recipe: Recipe | None = None
     input_space: InputSpace | None = None
+    final_recipe: Recipe | None = None
 
     @classmethod
     def resolve(

@@ -170,9 +170,31 @@ class Recipe:
         return {"batch_norm": self.batch_norm, "jitter": self.jitter, "scaling": self.scaling,
                 "label_smoothing": self.label_smoothing}
 
+    @property
+    def step_cost(self) -> float:
+        """Seconds of a training step relative to the plain recipe's (an estimate).
 
-#: The recipe of the search's candidates and the final model unless another is given.
+        Measured on the final schedule (``benchmarks/recipe_levers.py``, 2026-12-07): batch
+        normalisation 1.49x on HAR, 1.57x on CBF and Car; jitter and scaling 1.04x on HAR.
+
+        Example:
+            >>> Recipe().step_cost, FINAL_RECIPE.step_cost
+            (1.0, 1.65)
+        """
+        return ((_BATCH_NORM_COST if self.batch_norm else 1.0)
+                * (_AUGMENT_COST if self.jitter or self.scaling else 1.0))
+
+
+_BATCH_NORM_COST = 1.5
+_AUGMENT_COST = 1.1
+
+#: The recipe of the search's candidates unless another is given: plain. Batch normalisation
+#: costs each of them half as much time again, i.e. fewer candidates in a bound.
 DEFAULT_RECIPE = Recipe()
+#: The recipe of the final model unless another is given: batch normalisation (folded at
+#: export: the deployed network is the family's own), jitter and scaling. Chosen on
+#: validation only (``docs/search.md``, "The final model's recipe").
+FINAL_RECIPE = Recipe(batch_norm=True, jitter=0.03, scaling=0.1)
 
 
 @dataclass
@@ -433,7 +455,7 @@ def after_training_seconds(*, n_val: int, n_eval: int, n_train: int, restarts: i
 
 def estimate_final_seconds(
     step_seconds: float, search_batch: int, *, n_train: int, n_val: int, n_eval: int,
-    eval_seconds: float = 0.0, restarts: int = RESTARTS,
+    eval_seconds: float = 0.0, restarts: int = RESTARTS, jobs: int = 1,
 ) -> float:
     """Estimated wall time of :func:`~tinytnas_optuna.retrain_best` (default schedule), from a
     search training: the final model's reserve at the end of a search's time bound.
@@ -452,6 +474,8 @@ def estimate_final_seconds(
         n_eval: Series the report scores.
         eval_seconds: Measured seconds of one validation point (0 when ``n_val`` is 0).
         restarts: Restarts of the final training.
+        jobs: Processes of the search: the first ``jobs`` restarts train side by side, the
+            others one after another (:func:`~tinytnas_optuna._retrain.retrain_best`).
 
     Returns:
         Seconds (an estimate).
@@ -459,12 +483,18 @@ def estimate_final_seconds(
     Example:
         >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_val=0, n_eval=1000))
         116
+        >>> round(estimate_final_seconds(0.004, 256, n_train=6258, n_val=0, n_eval=1000,
+        ...                              jobs=2))
+        83
     """
     schedule = final_schedule(n_train)
     per_restart = restart_seconds(step_seconds, search_batch, schedule, eval_seconds)
+    # One round for the restarts trained side by side, then one per remaining restart. The
+    # search's step time was measured with its ``jobs`` processes busy: it holds the contention.
+    rounds = 1 + max(restarts - max(jobs, 1), 0)
     # The search's own network is converted and checked first (the fallback).
     fallback = _CONVERSION_SECONDS + _TFLM_SECONDS_PER_SERIES * (n_val or n_train)
-    return fallback + restarts * per_restart + after_training_seconds(
+    return fallback + rounds * per_restart + after_training_seconds(
         n_val=n_val, n_eval=n_eval, n_train=n_train, restarts=restarts)
 
 
