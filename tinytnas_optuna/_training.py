@@ -178,7 +178,7 @@ class Recipe:
         normalisation 1.49x on HAR, 1.57x on CBF and Car; jitter and scaling 1.04x on HAR.
 
         Example:
-            >>> Recipe().step_cost, FINAL_RECIPE.step_cost
+            >>> Recipe().step_cost, round(FINAL_RECIPE.step_cost, 2)
             (1.0, 1.65)
         """
         return ((_BATCH_NORM_COST if self.batch_norm else 1.0)
