@@ -102,6 +102,8 @@ def test_a_final_schedule_that_does_not_fit_is_shortened_to_run_to_its_end(
     assert report.restarts_run == 1
     if report.model_source == "final training":
         assert report.steps >= planned  # ran to its end (in whole calls of 8 steps), not cut
+        # 50 series under cross-validation: the candidates' recipe, not the final one.
+        assert report.recipe == tt.Recipe().to_dict()
     else:  # the better on the training series (cross-validated search): the search's network
         assert report.model_source.startswith("search network"), report.model_source
     assert report.above_chance and report.int8_accuracy >= 0.75

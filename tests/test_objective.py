@@ -253,7 +253,7 @@ def test_the_final_reserve_counts_the_restarts_trained_side_by_side(motions):
 
     objective = tt.TinyTNASObjective((motions.x_train, motions.y_train), budget=PAPER_BUDGET,
                                      timeout=1200)  # neither 10 % nor 50 % of it binds here
-    trained = optuna.trial.create_trial(value=0.9, user_attrs={STEP_SECONDS: 0.02})
+    trained = optuna.trial.create_trial(value=0.9, user_attrs={STEP_SECONDS: 0.05})
     alone = objective.final_reserve([trained])
     objective.jobs = 2  # restarts 1 and 2 side by side, then restart 3: two rounds of three
     side_by_side = objective.final_reserve([trained])

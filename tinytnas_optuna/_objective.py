@@ -55,6 +55,7 @@ from tinytnas_optuna._training import (
     TrainResult,
     after_training_seconds,
     estimate_final_seconds,
+    final_recipes,
     search_schedule,
 )
 from tinytnas_optuna._trial import (
@@ -539,8 +540,10 @@ class TinyTNASObjective:
                                                n_train=self.final_train_size, restarts=1),
                        0.25 * self.timeout)
         best = max(timed, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
-        # The final recipe's step costs more than the candidates' (batch normalisation).
-        step = (float(best.user_attrs[STEP_SECONDS]) * self.final_recipe.step_cost
+        # The final recipe's step may cost more than the candidates' (batch normalisation).
+        recipes = final_recipes(self.final_recipe, self.recipe,
+                                holdout=self.data.folds is None, n_train=self.final_train_size)
+        step = (float(best.user_attrs[STEP_SECONDS]) * max(r.step_cost for r in recipes)
                 / self.recipe.step_cost)
         seconds = estimate_final_seconds(
             step, self.schedule.batch_size,

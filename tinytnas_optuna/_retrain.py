@@ -26,6 +26,7 @@ from tinytnas_optuna._training import (
     Recipe,
     Schedule,
     after_training_seconds,
+    final_recipes,
     final_schedule,
     predict_labels,
     restart_seconds,
@@ -328,12 +329,8 @@ def retrain_best(
                                  seed=seed, int8_io=int8_io, deadline=deadline)
         except MeasurementError:  # its conversion failed: the final training must do
             candidate = None
-    # With a hold-out the restarts alternate the final recipe and the candidates' one, and
-    # validation chooses (per dataset): the final recipe's levers do not help every set.
-    # Under cross-validation there is nothing to choose on: the final recipe.
-    recipes = [spec.final_training_recipe]
-    if holdout and spec.training_recipe != recipes[0]:
-        recipes.append(spec.training_recipe)
+    recipes = final_recipes(spec.final_training_recipe, spec.training_recipe,
+                            holdout=holdout, n_train=len(data.y_train))
     estimate = _restart_estimate(study, k, c, schedule, holdout, chosen_input)
     if estimate is not None:  # measured with the candidates' recipe; the slowest's
         estimate *= max(r.step_cost for r in recipes) / spec.training_recipe.step_cost

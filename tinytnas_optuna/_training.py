@@ -197,6 +197,30 @@ DEFAULT_RECIPE = Recipe()
 FINAL_RECIPE = Recipe(batch_norm=True, jitter=0.03, scaling=0.1)
 
 
+def final_recipes(final: Recipe, candidates: Recipe, *, holdout: bool,
+                  n_train: int) -> list[Recipe]:
+    """The recipes of the final training's restarts, in turn (restart ``i``: ``[i % len]``).
+
+    With a hold-out both, and validation chooses per dataset. Under cross-validation nothing is
+    left to choose on: the final recipe when there are at least ``CV_BELOW`` series (HAR's
+    subject folds: +1.8 points on validation, +3.2 on test over 3 seeds), else the candidates'.
+    On the small sets the gain on validation changed sign from set to set (3-4 folds of 10-60
+    series) and on CBF's 900 test series it lost 14 points over 4 seeds
+    (``docs/search.md``, "The final model's recipe").
+
+    Example:
+        >>> final_recipes(FINAL_RECIPE, DEFAULT_RECIPE, holdout=False, n_train=30)
+        [Recipe(batch_norm=False, jitter=0.0, scaling=0.0, label_smoothing=0.0)]
+        >>> len(final_recipes(FINAL_RECIPE, DEFAULT_RECIPE, holdout=True, n_train=30))
+        2
+    """
+    from tinytnas_optuna._validation import CV_BELOW
+
+    if holdout:
+        return [final] if final == candidates else [final, candidates]
+    return [final if n_train >= CV_BELOW else candidates]
+
+
 @dataclass
 class TrainResult:
     """What one training did.
