@@ -212,7 +212,9 @@ def test_resume_with_changed_file_is_refused(
     code, _, err = run(capsys, "search", "--train", str(own_data["train"]), *BUDGET,
                        "--timeout", "3s", *LEARNS, "--storage", url, "--study", "own",
                        "--progress", "none", "--no-model")
-    assert code in (0, 4), err  # 4: 3 s may end before the first training (a study is made)
+    # What is tested is the refusal below, not this search: in 3 s its one training may be cut
+    # after a few steps (3: not clearly above chance) or not start (4); a study is made.
+    assert code in (0, 3, 4), err
     study = optuna.load_study(study_name="own", storage=url)
     assert study.user_attrs["train_path"] == str(own_data["train"].resolve())
     assert study.user_attrs["label_map"] == [1, 2, 3, 4]
