@@ -62,7 +62,7 @@ FULL = {"datasets": ["ecg5000", "ucr:Ham", "ucr:ElectricDevices"], "seeds": 3,
         "time_bound": {"ecg5000": 150.0, "ucr:Ham": 150.0, "ucr:ElectricDevices": 300.0},
         "samplers": ["tinytnas", "tinytnas-paper", "tpe", "random"], "steps": None,
         "parallel": 2, "exhaustive": ["ecg5000", "ucr:Ham"]}
-QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 20.0,
+QUICK = {"datasets": ["gunpoint"], "seeds": 1, "time_bound": 30.0,
          "samplers": ["tinytnas", "tinytnas-paper", "tpe", "random"], "steps": 100,
          "parallel": 2, "exhaustive": []}
 #: The exhaustive reference's runs, keyed like the samplers' (one seed: it samples nothing).

@@ -1,7 +1,7 @@
 """The benchmark commands run: ``compare_samplers.py --quick`` end to end, and the sampler
 overhead micro-benchmark on a small synthetic storage.
 
-The quick run trains real networks (GunPoint, 100 steps per candidate, four samplers, 20 s per
+The quick run trains real networks (GunPoint, 100 steps per candidate, four samplers, 30 s per
 run with the final model, two runs at a time): about 1 minute on 2 free cores.
 """
 
@@ -36,7 +36,7 @@ def _quick(out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
 def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
     out = tmp_path / "results"
     _, seconds = _quick(out)
-    # Four 20 s runs, two at a time, plus start-up: about 1 minute on 2 cores.
+    # Four 30 s runs, two at a time, plus start-up: about 1 minute on 2 cores.
     assert seconds < 480, f"--quick took {seconds:.0f} s (must stay under 8 minutes)"
 
     md = (out / "samplers_quick.md").read_text()
@@ -63,7 +63,7 @@ def test_quick_comparison_produces_the_table(tmp_path: Path) -> None:
         assert run["trained"] >= 1 and run["pick"] is not None, sampler
         # The final model was trained, converted and scored in TFLM inside the bound.
         assert 0 <= run["test_int8"] <= 1 and run["final_seconds"] > 0, sampler
-        assert run["total_seconds"] < 20 + 15, (sampler, run["total_seconds"])
+        assert run["total_seconds"] < 30 + 15, (sampler, run["total_seconds"])
         curve = run["curve"]
         assert [v for _, v in curve] == sorted(v for _, v in curve)
 
