@@ -9,8 +9,8 @@ of the training's validation points (the search's value) and at its last point (
 model without a hold-out keeps), the mean over ``--seeds`` initialisations.
 
 Run: ``python benchmarks/recipe_levers.py [--datasets ...] [--seeds 2] [--fidelity search]
-[--out benchmarks/results]``; appends to ``<out>/recipe_levers.json`` and rewrites
-``<out>/recipe_levers.md``.
+[--networks 8,3 16,1] [--store recipe_levers] [--out benchmarks/results]``; appends to
+``<out>/<store>.json`` and rewrites ``<out>/<store>.md``.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ LEVERS = {
 }
 
 
-def measure(dataset: str, lever: str, fidelity: str, seed: int) -> dict[str, float]:
-    """Pooled validation accuracy (best point, last point) and seconds of one training."""
+def measure(dataset: str, lever: str, fidelity: str, seed: int,
+            network: tuple[int, int] | None = None) -> dict[str, float]:
+    """Pooled validation accuracy (best point, last point) and seconds of one training of
+    ``network`` (default: the suite's pick, :data:`PICKS`)."""
     import keras
     import numpy as np
 
@@ -57,7 +59,7 @@ def measure(dataset: str, lever: str, fidelity: str, seed: int) -> dict[str, flo
     ds = load_dataset(dataset)
     data = prepare_data((ds.x_train, ds.y_train), groups=ds.groups_train, seed=0)
     splits = data.splits()
-    k, c = PICKS[dataset]
+    k, c = network or PICKS[dataset]
     recipe = Recipe(**LEVERS[lever])
     size = len(splits[0].y_train)
     schedule = search_schedule(size) if fidelity == "search" else final_schedule(size)
@@ -80,9 +82,13 @@ def table(rows: list[dict]) -> str:
     """Markdown: per dataset and fidelity, each lever's mean best/last and its gain on base."""
     lines = [("| dataset | fidelity | lever | best (mean) | last (mean) | best - base | "
              "last - base | seconds |"), "|---|---|---|---:|---:|---:|---:|---:|"]
-    keys = sorted({(r["dataset"], r["fidelity"]) for r in rows})
-    for dataset, fidelity in keys:
-        mine = [r for r in rows if (r["dataset"], r["fidelity"]) == (dataset, fidelity)]
+    def key(r: dict) -> tuple:
+        return r["dataset"], r["fidelity"], tuple(r.get("network") or PICKS[r["dataset"]])
+
+    lines[0] = lines[0].replace("| fidelity |", "| fidelity | (k,c) |")
+    lines[1] = "|---" + lines[1]
+    for dataset, fidelity, network in sorted({key(r) for r in rows}):
+        mine = [r for r in rows if key(r) == (dataset, fidelity, network)]
 
         def mean(lever: str, key: str, mine: list[dict] = mine) -> float | None:
             values = [r[key] for r in mine if r["lever"] == lever]
@@ -95,7 +101,7 @@ def table(rows: list[dict]) -> str:
             base_best, base_last = mean("base", "best"), mean("base", "last")
             gain = ("" if base_best is None else f"{100 * (best - base_best):+.1f}")
             gain_last = ("" if base_last is None else f"{100 * (last - base_last):+.1f}")
-            lines.append(f"| {dataset} | {fidelity} | {lever} | {100 * best:.1f} | "
+            lines.append(f"| {dataset} | {fidelity} | {network} | {lever} | {100 * best:.1f} | "
                          f"{100 * last:.1f} | {gain} | {gain_last} | "
                          f"{mean(lever, 'seconds'):.0f} |")
     return "\n".join(lines)
@@ -107,29 +113,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levers", nargs="+", default=list(LEVERS))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--fidelity", choices=("search", "final"), default="search")
+    parser.add_argument("--networks", nargs="+", default=None, metavar="K,C",
+                        help="networks to train on every set (default: each set's pick)")
+    parser.add_argument("--store", default="recipe_levers",
+                        help="name of the .json/.md pair written in --out")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    store = args.out / "recipe_levers.json"
+    store = args.out / f"{args.store}.json"
+    networks = ([tuple(int(v) for v in n.split(",")) for n in args.networks]
+                if args.networks else [None])
     rows = json.loads(store.read_text()) if store.exists() else []
-    for dataset in args.datasets:
+    for dataset, network in ((d, n) for d in args.datasets for n in networks):
+        pair = list(network or PICKS[dataset])
         for seed in range(args.seeds):
             for lever in args.levers:
                 if any(r["dataset"] == dataset and r["lever"] == lever and r["seed"] == seed
-                       and r["fidelity"] == args.fidelity for r in rows):
+                       and r["fidelity"] == args.fidelity
+                       and list(r.get("network") or PICKS[dataset]) == pair for r in rows):
                     continue
-                result = measure(dataset, lever, args.fidelity, seed)
+                result = measure(dataset, lever, args.fidelity, seed, network)
                 rows.append({"dataset": dataset, "lever": lever, "seed": seed,
-                             "fidelity": args.fidelity, **result})
+                             "fidelity": args.fidelity, "network": pair, **result})
                 store.write_text(json.dumps(rows, indent=1))
-                print(f"{dataset} {args.fidelity} {lever} seed {seed}: best "
+                print(f"{dataset} {pair} {args.fidelity} {lever} seed {seed}: best "
                       f"{100 * result['best']:.1f} last {100 * result['last']:.1f} "
                       f"({result['seconds']:.0f} s)", flush=True)
     text = ("# Training levers on validation\n\nCommand: `python benchmarks/recipe_levers.py "
-            "...` (see the module docstring); the network of each set is the accuracy suite's "
-            "pick; accuracies on the validated series only (never the test split), %, mean "
-            "over seeds.\n\n" + table(rows) + "\n")
-    (args.out / "recipe_levers.md").write_text(text)
+            "...` (see the module docstring); (k,c): the network trained (default: the "
+            "accuracy suite's pick); accuracies on the validated series only (never the test "
+            "split), %, mean over seeds.\n\n" + table(rows) + "\n")
+    (args.out / f"{args.store}.md").write_text(text)
     print(table(rows))
     return 0
 

@@ -103,7 +103,7 @@ def test_a_final_schedule_that_does_not_fit_is_shortened_to_run_to_its_end(
     if report.model_source == "final training":
         assert report.steps >= planned  # ran to its end (in whole calls of 8 steps), not cut
         # 50 series under cross-validation: the candidates' recipe, not the final one.
-        assert report.recipe == tt.Recipe().to_dict()
+        assert report.recipe == objective.recipe.to_dict() != objective.final_recipe.to_dict()
     else:  # the better on the training series (cross-validated search): the search's network
         assert report.model_source.startswith("search network"), report.model_source
     assert report.above_chance and report.int8_accuracy >= 0.75
@@ -124,10 +124,11 @@ def test_with_a_hold_out_the_model_better_on_it_is_exported(tmp_path: Path) -> N
     # The restarts alternate the final recipe and the candidates'; report.json says which
     # trained the exported model (the search's network: the candidates').
     assert report.restarts_run == 2
-    final_recipe, plain = tt.Recipe(batch_norm=True, jitter=0.03, scaling=0.1), tt.Recipe()
-    assert report.recipe in (final_recipe.to_dict(), plain.to_dict())
+    final_recipe, candidates = objective.final_recipe.to_dict(), objective.recipe.to_dict()
+    assert final_recipe != candidates
+    assert report.recipe in (final_recipe, candidates)
     if report.model_source != "final training":
-        assert report.recipe == plain.to_dict()
+        assert report.recipe == candidates
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["recipe"] == report.recipe
     compared = report.comparison

@@ -164,7 +164,7 @@ class TinyTNASObjective:
             label map); recorded for the final model's C header and reports (default: the
             labels themselves).
         recipe: How candidates are trained beyond their schedule (batch normalisation folded
-            at export, augmentation, label smoothing; default: plain,
+            at export, augmentation, label smoothing; default: batch normalisation,
             :data:`~tinytnas_optuna._training.DEFAULT_RECIPE`). Recorded with the search.
         final_recipe: How the final model is trained (default: batch normalisation, jitter
             and scaling, :data:`~tinytnas_optuna._training.FINAL_RECIPE`, chosen by
