@@ -57,6 +57,7 @@ from tinytnas_optuna._training import (
     estimate_final_seconds,
     final_recipes,
     search_schedule,
+    slowest_step,
 )
 from tinytnas_optuna._trial import (
     CANDIDATE,
@@ -543,8 +544,7 @@ class TinyTNASObjective:
         # The final recipe's step may cost more than the candidates' (batch normalisation).
         recipes = final_recipes(self.final_recipe, self.recipe,
                                 holdout=self.data.folds is None, n_train=self.final_train_size)
-        step = (float(best.user_attrs[STEP_SECONDS]) * max(r.step_cost for r in recipes)
-                / self.recipe.step_cost)
+        step = float(best.user_attrs[STEP_SECONDS]) * slowest_step(recipes, self.recipe)
         seconds = estimate_final_seconds(
             step, self.schedule.batch_size,
             n_train=self.final_train_size, n_val=n_val,

@@ -30,6 +30,7 @@ from tinytnas_optuna._training import (
     final_schedule,
     predict_labels,
     restart_seconds,
+    slowest_step,
 )
 from tinytnas_optuna._validation import (
     PreparedData,
@@ -333,7 +334,7 @@ def retrain_best(
                             holdout=holdout, n_train=len(data.y_train))
     estimate = _restart_estimate(study, k, c, schedule, holdout, chosen_input)
     if estimate is not None:  # measured with the candidates' recipe; the slowest's
-        estimate *= max(r.step_cost for r in recipes) / spec.training_recipe.step_cost
+        estimate *= slowest_step(recipes, spec.training_recipe)
     if (steps is None and epochs is None and deadline is not None and estimate
             and candidate is not None):
         schedule, estimate = _fit_schedule(schedule, estimate, deadline - time.monotonic(),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,6 +221,17 @@ def final_recipes(final: Recipe, candidates: Recipe, *, holdout: bool,
     if holdout:
         return [final] if final == candidates else [final, candidates]
     return [final if n_train >= CV_BELOW else candidates]
+
+
+def slowest_step(recipes: Sequence[Recipe], measured_with: Recipe) -> float:
+    """How much longer the slowest of ``recipes`` takes per step than ``measured_with``, whose
+    step time was measured (an estimate from :attr:`Recipe.step_cost`).
+
+    Example:
+        >>> round(slowest_step([FINAL_RECIPE, DEFAULT_RECIPE], Recipe()), 2)
+        1.65
+    """
+    return max(r.step_cost for r in recipes) / measured_with.step_cost
 
 
 @dataclass
