@@ -12,9 +12,14 @@ What restarts buy follows from the seeds: the accuracy of the restart that a cho
 keep among ``R`` of them (best validation, or lowest training loss), averaged over every subset
 of ``R`` seeds, against one restart.
 
+``--recipe final`` trains restart ``i`` (seed ``i``) with the recipe the final training gives it
+(``final_recipes``: with a hold-out the final recipe and the candidates' in turn, under
+cross-validation the final recipe from 300 series on, else the candidates'); ``plain`` (default,
+the earlier runs) without batch normalisation or augmentation.
+
 Run: ``python benchmarks/final_training.py [--datasets ...] [--scales 0.25 0.5 1]
-[--seeds 4]``; appends to ``benchmarks/results/final_training.json`` and rewrites
-``final_training.md``.
+[--seeds 4] [--recipe plain|final] [--store final_training]``; appends to
+``benchmarks/results/<store>.json`` and rewrites ``<store>.md``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -35,14 +41,21 @@ sys.path.insert(0, str(HERE))
 from recipe_levers import PICKS
 
 
-def measure(dataset: str, scale: float, seed: int) -> dict[str, float]:
+def measure(dataset: str, scale: float, seed: int, recipe: str = "plain") -> dict[str, Any]:
     """One final training per fold at ``scale`` of the default steps: pooled validation."""
     import keras
     import numpy as np
 
     from tinytnas_optuna._retrain import _fit_loss
     from tinytnas_optuna._space import build_model
-    from tinytnas_optuna._training import final_schedule, train
+    from tinytnas_optuna._training import (
+        DEFAULT_RECIPE,
+        FINAL_RECIPE,
+        Recipe,
+        final_recipes,
+        final_schedule,
+        train,
+    )
     from tinytnas_optuna._validation import prepare_data, score
     from tinytnas_optuna.datasets import load_dataset
 
@@ -50,6 +63,11 @@ def measure(dataset: str, scale: float, seed: int) -> dict[str, float]:
     data = prepare_data((ds.x_train, ds.y_train), groups=ds.groups_train, seed=0)
     splits = data.splits()
     k, c = PICKS[dataset]
+    chosen = Recipe()
+    if recipe == "final":
+        turns = final_recipes(FINAL_RECIPE, DEFAULT_RECIPE, holdout=data.folds is None,
+                              n_train=len(data.y_train) + len(data.y_val))
+        chosen = turns[seed % len(turns)]
     default = final_schedule(len(splits[0].y_train))
     schedule = final_schedule(len(splits[0].y_train),
                               steps=max(1, round(default.steps * scale)))
@@ -57,8 +75,9 @@ def measure(dataset: str, scale: float, seed: int) -> dict[str, float]:
     curves, losses = [], []
     for fold, split in enumerate(splits):
         keras.utils.set_random_seed(1000 * seed + fold)
-        model = build_model(k, c, data.input_shape, data.num_classes)
-        result = train(model, split, schedule, seed=1000 * seed + fold)
+        model = build_model(k, c, data.input_shape, data.num_classes,
+                            batch_norm=chosen.batch_norm)
+        result = train(model, split, schedule, seed=1000 * seed + fold, recipe=chosen)
         curves.append(result.predictions)
         losses.append(_fit_loss(model, split))
     y = np.concatenate([s.y_val for s in splits])
@@ -66,7 +85,8 @@ def measure(dataset: str, scale: float, seed: int) -> dict[str, float]:
     curve = [score(y, np.concatenate([p[i] for p in curves]), "accuracy", data.num_classes)
              for i in range(points)]
     return {"last": curve[-1], "best": max(curve), "fit_loss": float(np.mean(losses)),
-            "steps": schedule.steps, "seconds": time.monotonic() - start}
+            "steps": schedule.steps, "seconds": time.monotonic() - start,
+            "recipe": chosen.to_dict()}
 
 
 def best_of(rows: list[dict], restarts: int, rule: str, key: str) -> float:
@@ -82,25 +102,28 @@ def best_of(rows: list[dict], restarts: int, rule: str, key: str) -> float:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [("| dataset | steps | seconds per restart | 1 restart: last | best | 2 restarts, "
-             "lowest loss: last | 2, best val: best | 3, lowest loss: last | 3, best val: best "
-             "| spread over seeds (last) |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for dataset in sorted({r["dataset"] for r in rows}):
-        for steps in sorted({r["steps"] for r in rows if r["dataset"] == dataset}):
-            mine = [r for r in rows if r["dataset"] == dataset and r["steps"] == steps]
-            cells = [f"{100 * statistics.mean(r['last'] for r in mine):.1f}",
-                     f"{100 * statistics.mean(r['best'] for r in mine):.1f}"]
-            for n in (2, 3):
-                if len(mine) >= n:
-                    cells += [f"{100 * best_of(mine, n, 'loss', 'last'):.1f}",
-                              f"{100 * best_of(mine, n, 'validation', 'best'):.1f}"]
-                else:
-                    cells += ["", ""]
-            spread = max(r["last"] for r in mine) - min(r["last"] for r in mine)
-            lines.append(f"| {dataset} | {steps} | "
-                         f"{statistics.mean(r['seconds'] for r in mine):.0f} | "
-                         + " | ".join(cells) + f" | {100 * spread:.1f} |")
+    lines = [("| dataset | recipe | steps | seconds per restart | 1 restart: last | best | "
+              "2 restarts, lowest loss: last | 2, best val: best | 3, lowest loss: last | "
+              "3, best val: best | spread over seeds (last) |"),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def key(r: dict) -> tuple:
+        return r["dataset"], r.get("mode", "plain"), r["steps"]
+
+    for dataset, mode, steps in sorted({key(r) for r in rows}):
+        mine = [r for r in rows if key(r) == (dataset, mode, steps)]
+        cells = [f"{100 * statistics.mean(r['last'] for r in mine):.1f}",
+                 f"{100 * statistics.mean(r['best'] for r in mine):.1f}"]
+        for n in (2, 3):
+            if len(mine) >= n:
+                cells += [f"{100 * best_of(mine, n, 'loss', 'last'):.1f}",
+                          f"{100 * best_of(mine, n, 'validation', 'best'):.1f}"]
+            else:
+                cells += ["", ""]
+        spread = max(r["last"] for r in mine) - min(r["last"] for r in mine)
+        lines.append(f"| {dataset} | {mode} | {steps} | "
+                     f"{statistics.mean(r['seconds'] for r in mine):.0f} | "
+                     + " | ".join(cells) + f" | {100 * spread:.1f} |")
     return "\n".join(lines)
 
 
@@ -110,26 +133,30 @@ def main(argv: list[str] | None = None) -> int:
                         default=["har", "ecg5000", "ucr:CBF", "ucr:Ham"])
     parser.add_argument("--scales", nargs="+", type=float, default=[0.25, 0.5, 1.0])
     parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--recipe", choices=("plain", "final"), default="plain")
+    parser.add_argument("--store", default="final_training")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    store = args.out / "final_training.json"
+    store = args.out / f"{args.store}.json"
     rows = json.loads(store.read_text()) if store.exists() else []
     for dataset in args.datasets:
         for scale in args.scales:
             for seed in range(args.seeds):
                 if any(r["dataset"] == dataset and r["scale"] == scale and r["seed"] == seed
-                       for r in rows):
+                       and r.get("mode", "plain") == args.recipe for r in rows):
                     continue
-                result = measure(dataset, scale, seed)
-                rows.append({"dataset": dataset, "scale": scale, "seed": seed, **result})
+                result = measure(dataset, scale, seed, args.recipe)
+                rows.append({"dataset": dataset, "scale": scale, "seed": seed,
+                             "mode": args.recipe, **result})
                 store.write_text(json.dumps(rows, indent=1))
                 print(f"{dataset} x{scale} seed {seed}: last {100 * result['last']:.1f} best "
                       f"{100 * result['best']:.1f} ({result['seconds']:.0f} s)", flush=True)
     text = ("# What the final training's time buys\n\nCommand: `python benchmarks/"
             "final_training.py` (module docstring); validation accuracy (never the test "
-            "split), %, of the suite's network per set.\n\n" + table(rows) + "\n")
-    (args.out / "final_training.md").write_text(text)
+            "split), %, of the suite's network per set; recipe: `--recipe`.\n\n"
+            + table(rows) + "\n")
+    (args.out / f"{args.store}.md").write_text(text)
     print(table(rows))
     return 0
 
